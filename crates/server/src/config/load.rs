@@ -1,0 +1,348 @@
+//! Resolving each setting from the environment, the file and its default, collecting every problem at once.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chat_auth::JwtAlgorithm;
+use chat_storage::{DatabaseLocation, SqliteSynchronous};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::file::{self, FileSettings};
+use super::{AppEnv, AuthSettings, DatabaseSettings, LogFormat, LogSettings, ServerSettings, Settings};
+
+/// The shortest JWT secret accepted in production: 256 bits, as HS256 needs.
+const MIN_SECRET_BYTES: usize = 32;
+/// bcrypt costs below this are for tests: refused in production.
+const MIN_PRODUCTION_BCRYPT_COST: u32 = 10;
+
+/// Settings together with the warnings to log once logging is up.
+#[derive(Debug)]
+pub struct Loaded {
+    pub settings: Settings,
+    pub warnings: Vec<String>,
+}
+
+/// Every problem found in the configuration, each naming the variable or key and what is wrong.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration:")?;
+        for problem in &self.problems {
+            writeln!(f, "  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Builds the settings from `env` (a variable lookup; the process environment in production).
+pub fn load(env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, ConfigError> {
+    let mut r = Resolver { env, problems: Vec::new(), warnings: Vec::new() };
+    let file = match env("CONFIG_FILE").filter(|p| !p.trim().is_empty()) {
+        Some(path) => file::read(&path).unwrap_or_else(|problem| {
+            r.problems.push(problem);
+            FileSettings::default()
+        }),
+        None => FileSettings::default(),
+    };
+
+    let app_env = r.pick("APP_ENV", "app_env", file.app_env, AppEnv::Development, parse_app_env);
+    let production = app_env == AppEnv::Production;
+
+    let server = ServerSettings {
+        host: r.pick("HOST", "server.host", file.server.host, "127.0.0.1".to_owned(), non_empty),
+        port: r.pick("PORT", "server.port", file.server.port, 8000, |s| parse_num(s, 0, u16::MAX)),
+        max_body_bytes: r.pick("MAX_BODY_BYTES", "server.max_body_bytes", file.server.max_body_bytes, 1 << 20, |s| {
+            parse_num(s, 1024, 64 << 20)
+        }),
+        workers: r.pick("WORKERS", "server.workers", file.server.workers, 0, |s| parse_num(s, 0, 1024)),
+        shutdown_timeout: r.pick(
+            "SHUTDOWN_TIMEOUT_SECONDS",
+            "server.shutdown_timeout_seconds",
+            file.server.shutdown_timeout_seconds,
+            Duration::from_secs(30),
+            |s| parse_num(s, 0, 3600).map(Duration::from_secs),
+        ),
+    };
+
+    let database = DatabaseSettings {
+        url: r.pick("DATABASE_URL", "database.url", file.database.url, "sqlite://./ai_chat.db".to_owned(), |s| {
+            DatabaseLocation::parse(s).map(|_| s.trim().to_owned()).map_err(|err| err.to_string())
+        }),
+        max_connections: r.pick(
+            "DATABASE_MAX_CONNECTIONS",
+            "database.max_connections",
+            file.database.max_connections,
+            8,
+            |s| parse_num(s, 1, 512),
+        ),
+        acquire_timeout: r.pick(
+            "DATABASE_ACQUIRE_TIMEOUT_MS",
+            "database.acquire_timeout_ms",
+            file.database.acquire_timeout_ms,
+            Duration::from_secs(5),
+            |s| parse_num(s, 1, 600_000).map(Duration::from_millis),
+        ),
+        busy_timeout: r.pick(
+            "SQLITE_BUSY_TIMEOUT_MS",
+            "database.busy_timeout_ms",
+            file.database.busy_timeout_ms,
+            Duration::from_secs(5),
+            |s| parse_num(s, 0, 600_000).map(Duration::from_millis),
+        ),
+        sqlite_synchronous: r.pick(
+            "SQLITE_SYNCHRONOUS",
+            "database.sqlite_synchronous",
+            file.database.sqlite_synchronous,
+            SqliteSynchronous::Full,
+            parse_synchronous,
+        ),
+    };
+
+    let auth = AuthSettings {
+        jwt_secret_key: r.pick_optional("JWT_SECRET_KEY", "auth.jwt_secret_key", file.auth.jwt_secret_key, |s| {
+            Ok(SecretString::from(s.to_owned()))
+        }),
+        jwt_algorithm: r.pick(
+            "JWT_ALGORITHM",
+            "auth.jwt_algorithm",
+            file.auth.jwt_algorithm,
+            JwtAlgorithm::Hs256,
+            JwtAlgorithm::from_str,
+        ),
+        access_token_expire_minutes: r.pick(
+            "ACCESS_TOKEN_EXPIRE_MINUTES",
+            "auth.access_token_expire_minutes",
+            file.auth.access_token_expire_minutes,
+            60,
+            |s| parse_num(s, 1, 525_600),
+        ),
+        jwt_issuer: r.pick(
+            "JWT_ISSUER",
+            "auth.jwt_issuer",
+            file.auth.jwt_issuer,
+            "ai-chat-backend".to_owned(),
+            non_empty,
+        ),
+        jwt_audience: r.pick(
+            "JWT_AUDIENCE",
+            "auth.jwt_audience",
+            file.auth.jwt_audience,
+            "ai-chat-backend".to_owned(),
+            non_empty,
+        ),
+        bcrypt_cost: r.pick("BCRYPT_COST", "auth.bcrypt_cost", file.auth.bcrypt_cost, 12, |s| parse_num(s, 4, 31)),
+        max_concurrent_hashes: r.pick(
+            "MAX_CONCURRENT_HASHES",
+            "auth.max_concurrent_hashes",
+            file.auth.max_concurrent_hashes,
+            0,
+            |s| parse_num(s, 0, 1024),
+        ),
+    };
+
+    let log = LogSettings {
+        filter: r.pick("RUST_LOG", "log.filter", file.log.filter, "info".to_owned(), non_empty),
+        format: r.pick("LOG_FORMAT", "log.format", file.log.format, LogFormat::Text, parse_log_format),
+    };
+
+    match &auth.jwt_secret_key {
+        None if production => r.problems.push(
+            "JWT_SECRET_KEY: required when APP_ENV=production (at least 32 bytes, e.g. `openssl rand -hex 32`)"
+                .to_owned(),
+        ),
+        None => r.warnings.push(
+            "JWT_SECRET_KEY is not set: using a generated development secret kept beside the database".to_owned(),
+        ),
+        Some(secret) if secret.expose_secret().len() < MIN_SECRET_BYTES => {
+            let message = format!(
+                "JWT_SECRET_KEY: {} bytes is too short; use at least {MIN_SECRET_BYTES} bytes (e.g. `openssl rand -hex 32`)",
+                secret.expose_secret().len()
+            );
+            if production { r.problems.push(message) } else { r.warnings.push(message) }
+        }
+        Some(_) => {}
+    }
+    if production && auth.bcrypt_cost < MIN_PRODUCTION_BCRYPT_COST {
+        r.problems.push(format!(
+            "BCRYPT_COST: {} is for tests only; production needs at least {MIN_PRODUCTION_BCRYPT_COST}",
+            auth.bcrypt_cost
+        ));
+    }
+
+    if !r.problems.is_empty() {
+        return Err(ConfigError { problems: r.problems });
+    }
+    Ok(Loaded { settings: Settings { app_env, server, database, auth, log }, warnings: r.warnings })
+}
+
+struct Resolver<'a> {
+    env: &'a dyn Fn(&str) -> Option<String>,
+    problems: Vec<String>,
+    warnings: Vec<String>,
+}
+
+impl Resolver<'_> {
+    /// The environment's value if set, else the file's, else `default`; a bad value is recorded and
+    /// replaced by the default so that later settings are still checked.
+    fn pick<T>(
+        &mut self,
+        var: &str,
+        key: &str,
+        from_file: Option<String>,
+        default: T,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> T {
+        self.pick_optional(var, key, from_file, parse).unwrap_or(default)
+    }
+
+    fn pick_optional<T>(
+        &mut self,
+        var: &str,
+        key: &str,
+        from_file: Option<String>,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        let (raw, source) = match (self.env)(var) {
+            Some(value) => (value, var.to_owned()),
+            None => (from_file?, format!("{key} (in CONFIG_FILE)")),
+        };
+        match parse(&raw) {
+            Ok(value) => Some(value),
+            Err(problem) => {
+                self.problems.push(format!("{source}: {problem}"));
+                None
+            }
+        }
+    }
+}
+
+fn parse_num<T>(raw: &str, min: T, max: T) -> Result<T, String>
+where
+    T: FromStr + PartialOrd + fmt::Display + Copy,
+{
+    let value: T = raw.trim().parse().map_err(|_| format!("{raw:?} is not a whole number between {min} and {max}"))?;
+    if value < min || value > max {
+        return Err(format!("{value} is out of range; use a value between {min} and {max}"));
+    }
+    Ok(value)
+}
+
+fn non_empty(raw: &str) -> Result<String, String> {
+    let value = raw.trim();
+    if value.is_empty() { Err("must not be empty".to_owned()) } else { Ok(value.to_owned()) }
+}
+
+fn parse_app_env(raw: &str) -> Result<AppEnv, String> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "development" | "dev" => Ok(AppEnv::Development),
+        "production" | "prod" => Ok(AppEnv::Production),
+        _ => Err(format!("{raw:?} is not known; use development or production")),
+    }
+}
+
+fn parse_synchronous(raw: &str) -> Result<SqliteSynchronous, String> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "full" => Ok(SqliteSynchronous::Full),
+        "normal" => Ok(SqliteSynchronous::Normal),
+        _ => Err(format!("{raw:?} is not known; use full or normal")),
+    }
+}
+
+fn parse_log_format(raw: &str) -> Result<LogFormat, String> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err(format!("{raw:?} is not known; use text or json")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::io::Write;
+
+    use super::*;
+
+    fn load_with(vars: &[(&str, &str)]) -> Result<Loaded, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        load(&move |name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let loaded = load_with(&[]).unwrap();
+        let s = loaded.settings;
+        assert_eq!(s.app_env, AppEnv::Development);
+        assert_eq!((s.server.host.as_str(), s.server.port), ("127.0.0.1", 8000));
+        assert_eq!(s.database.url, "sqlite://./ai_chat.db");
+        assert_eq!(s.auth.jwt_algorithm, JwtAlgorithm::Hs256);
+        assert_eq!(s.auth.access_token_expire_minutes, 60);
+        assert_eq!(s.auth.bcrypt_cost, 12);
+        assert_eq!(s.log.filter, "info");
+        assert!(loaded.warnings.iter().any(|w| w.contains("JWT_SECRET_KEY")));
+    }
+
+    #[test]
+    fn every_bad_value_is_named_at_once() {
+        let err = load_with(&[
+            ("PORT", "eighty"),
+            ("JWT_ALGORITHM", "RS256"),
+            ("ACCESS_TOKEN_EXPIRE_MINUTES", "0"),
+            ("DATABASE_URL", "mysql://x"),
+            ("APP_ENV", "staging"),
+        ])
+        .unwrap_err();
+        let text = err.to_string();
+        for name in ["PORT", "JWT_ALGORITHM", "ACCESS_TOKEN_EXPIRE_MINUTES", "DATABASE_URL", "APP_ENV"] {
+            assert!(text.contains(&format!("{name}:")), "{name} not named in:\n{text}");
+        }
+        assert_eq!(err.problems.len(), 5, "{text}");
+    }
+
+    #[test]
+    fn production_refuses_missing_or_short_secrets_and_test_costs() {
+        let missing = load_with(&[("APP_ENV", "production")]).unwrap_err();
+        assert!(missing.to_string().contains("JWT_SECRET_KEY: required"));
+        let short = load_with(&[("APP_ENV", "production"), ("JWT_SECRET_KEY", "short")]).unwrap_err();
+        assert!(short.to_string().contains("too short"));
+        let cheap = load_with(&[("APP_ENV", "production"), ("JWT_SECRET_KEY", &"k".repeat(32)), ("BCRYPT_COST", "4")])
+            .unwrap_err();
+        assert!(cheap.to_string().contains("BCRYPT_COST"));
+        assert!(load_with(&[("APP_ENV", "production"), ("JWT_SECRET_KEY", &"k".repeat(32))]).is_ok());
+    }
+
+    #[test]
+    fn development_only_warns_about_a_short_secret() {
+        let loaded = load_with(&[("JWT_SECRET_KEY", "short")]).unwrap();
+        assert!(loaded.warnings.iter().any(|w| w.contains("too short")));
+    }
+
+    #[test]
+    fn file_values_apply_and_the_environment_wins() {
+        let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        writeln!(file, "[server]\nport = 9001\nhost = \"0.0.0.0\"\n[auth]\naccess_token_expire_minutes = 15").unwrap();
+        let path = file.path().to_string_lossy().into_owned();
+        let loaded = load_with(&[("CONFIG_FILE", &path), ("PORT", "9002")]).unwrap();
+        assert_eq!(loaded.settings.server.port, 9002);
+        assert_eq!(loaded.settings.server.host, "0.0.0.0");
+        assert_eq!(loaded.settings.auth.access_token_expire_minutes, 15);
+    }
+
+    #[test]
+    fn unknown_file_keys_and_missing_files_are_refused() {
+        let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        writeln!(file, "[server]\nprot = 9001").unwrap();
+        let path = file.path().to_string_lossy().into_owned();
+        let err = load_with(&[("CONFIG_FILE", &path)]).unwrap_err();
+        assert!(err.to_string().contains("prot"), "{err}");
+        let err = load_with(&[("CONFIG_FILE", "/nonexistent/chat.toml")]).unwrap_err();
+        assert!(err.to_string().contains("no such file"), "{err}");
+    }
+}

@@ -1,0 +1,77 @@
+//! Typed settings, layered as defaults, then the optional TOML file (`CONFIG_FILE`), then the environment.
+
+mod file;
+mod load;
+
+use std::time::Duration;
+
+use chat_auth::JwtAlgorithm;
+use chat_storage::SqliteSynchronous;
+use secrecy::SecretString;
+
+pub use load::{ConfigError, Loaded, load};
+
+/// Whether development conveniences are allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppEnv {
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Everything the server is configured with, validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub app_env: AppEnv,
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub auth: AuthSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub host: String,
+    /// 0 asks the OS for a free port (the one chosen is logged).
+    pub port: u16,
+    /// The largest request body accepted; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// HTTP worker threads; 0 means one per CPU core.
+    pub workers: usize,
+    /// How long in-flight requests may take to finish after SIGTERM or Ctrl-C.
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    pub url: String,
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+    pub busy_timeout: Duration,
+    pub sqlite_synchronous: SqliteSynchronous,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// `None` in development means: use (or create) the secret kept beside the database.
+    pub jwt_secret_key: Option<SecretString>,
+    pub jwt_algorithm: JwtAlgorithm,
+    pub access_token_expire_minutes: i64,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub bcrypt_cost: u32,
+    /// How many bcrypt computations may run at once; 0 means one per CPU core.
+    pub max_concurrent_hashes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    /// An `EnvFilter` directive, as `RUST_LOG` takes.
+    pub filter: String,
+    pub format: LogFormat,
+}

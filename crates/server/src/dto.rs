@@ -1,0 +1,167 @@
+//! The wire shapes: request bodies as documented and response bodies built from storage rows.
+
+use chat_domain::time::to_rfc3339;
+use chat_storage::{ChatSummary, Message, User};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::validation::FieldError;
+
+// ----- requests (parsed by hand in the handlers for FastAPI-shaped errors; these document them) -----
+
+#[derive(Debug, ToSchema)]
+pub struct RegisterRequest {
+    /// Trimmed and lower-cased before it is stored.
+    #[schema(format = "email", example = "user@example.com")]
+    pub email: String,
+    /// 8 to 72 characters, and at most 72 bytes in UTF-8.
+    #[schema(min_length = 8, max_length = 72, example = "password123")]
+    pub password: String,
+}
+
+#[derive(Debug, ToSchema)]
+pub struct LoginRequest {
+    #[schema(format = "email", example = "user@example.com")]
+    pub email: String,
+    #[schema(min_length = 1, max_length = 72, example = "password123")]
+    pub password: String,
+}
+
+/// OAuth2 password flow form; `username` carries the email. Other OAuth2 fields are accepted and ignored.
+#[derive(Debug, ToSchema)]
+pub struct TokenForm {
+    pub username: String,
+    pub password: String,
+    pub grant_type: Option<String>,
+    pub scope: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+}
+
+#[derive(Debug, ToSchema)]
+pub struct CreateChatRequest {
+    /// Optional; at most 200 characters.
+    #[schema(max_length = 200, example = "My First Chat")]
+    pub title: Option<String>,
+}
+
+#[derive(Debug, ToSchema)]
+pub struct UpdateChatRequest {
+    #[schema(min_length = 1, max_length = 200, example = "Renamed Chat")]
+    pub title: String,
+}
+
+// ----- responses -----
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserResponse {
+    #[schema(format = "uuid")]
+    pub id: String,
+    pub email: String,
+    #[schema(format = "date-time")]
+    pub created_at: String,
+}
+
+impl From<&User> for UserResponse {
+    fn from(user: &User) -> Self {
+        Self { id: user.id.to_string(), email: user.email.clone(), created_at: to_rfc3339(user.created_at) }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenResponse {
+    pub access_token: String,
+    /// Always `bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the token expires.
+    pub expires_in: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatResponse {
+    #[schema(format = "uuid")]
+    pub id: String,
+    #[schema(format = "uuid")]
+    pub user_id: String,
+    pub title: Option<String>,
+    #[schema(format = "date-time")]
+    pub created_at: String,
+    #[schema(format = "date-time")]
+    pub updated_at: String,
+    pub message_count: i64,
+}
+
+impl From<&ChatSummary> for ChatResponse {
+    fn from(summary: &ChatSummary) -> Self {
+        let chat = &summary.chat;
+        Self {
+            id: chat.id.to_string(),
+            user_id: chat.user_id.to_string(),
+            title: chat.title.clone(),
+            created_at: to_rfc3339(chat.created_at),
+            updated_at: to_rfc3339(chat.updated_at),
+            message_count: summary.message_count,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatListResponse {
+    pub chats: Vec<ChatResponse>,
+    /// The exact number of the user's chats.
+    pub total: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageResponse {
+    pub id: i64,
+    #[schema(format = "uuid")]
+    pub chat_id: String,
+    /// `user` or `assistant`.
+    pub role: &'static str,
+    pub content: String,
+    /// `generating`, `complete`, `cancelled`, `error` or `interrupted`.
+    pub status: &'static str,
+    #[schema(format = "date-time")]
+    pub created_at: String,
+}
+
+impl From<&Message> for MessageResponse {
+    fn from(message: &Message) -> Self {
+        Self {
+            id: message.id,
+            chat_id: message.chat_id.to_string(),
+            role: message.role.as_str(),
+            content: message.content.clone(),
+            status: message.status.as_str(),
+            created_at: to_rfc3339(message.created_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RootResponse {
+    pub message: &'static str,
+    pub version: &'static str,
+    pub docs: &'static str,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthResponse {
+    /// `healthy` or `unhealthy`.
+    pub status: &'static str,
+    /// `ok` or `unreachable`.
+    pub database: &'static str,
+}
+
+/// Every handled error: one sentence.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorResponse {
+    pub detail: String,
+}
+
+/// A 422: every problem with the request.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ValidationErrorResponse {
+    pub detail: Vec<FieldError>,
+}

@@ -1,0 +1,13 @@
+//! The HTTP server: configuration, start-up, routes, extractors, the error mapping and the OpenAPI document.
+
+pub mod config;
+pub mod dto;
+pub mod error;
+pub mod extract;
+pub mod middleware;
+pub mod openapi;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+pub mod validation;

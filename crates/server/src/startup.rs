@@ -1,0 +1,121 @@
+//! Building the application from settings: database, secrets, hasher, tokens, and the bound HTTP server.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use chat_auth::{PasswordHasher, TokenKeys, TokenSettings, secret_file};
+use chat_service::ChatService;
+use chat_storage::{Database, PoolOptions};
+
+use crate::config::Settings;
+use crate::middleware::request_context;
+use crate::routes;
+use crate::state::AppState;
+
+/// Why the server could not start; each names its cause for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("database: {0}")]
+    Database(#[from] chat_storage::StorageError),
+    #[error("development JWT secret at {path}: {source}")]
+    DevSecret { path: PathBuf, source: std::io::Error },
+    #[error("password hasher: {0}")]
+    Hasher(#[from] chat_auth::AuthError),
+    #[error("cannot listen on {address}: {source}")]
+    Bind { address: String, source: std::io::Error },
+    #[error("http server: {0}")]
+    Server(#[source] std::io::Error),
+}
+
+/// A server bound to its port, ready to run.
+pub struct Application {
+    address: SocketAddr,
+    server: Server,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application").field("address", &self.address).finish_non_exhaustive()
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from)
+}
+
+impl Application {
+    /// Opens the database (running migrations), resolves the JWT secret and binds the listener.
+    /// Blocking work here happens once, before any request is served.
+    pub fn build(settings: Settings) -> Result<Self, StartupError> {
+        let pool = PoolOptions {
+            max_connections: settings.database.max_connections,
+            acquire_timeout: settings.database.acquire_timeout,
+            busy_timeout: settings.database.busy_timeout,
+            synchronous: settings.database.sqlite_synchronous,
+        };
+        let db = Database::open(&settings.database.url, &pool)?;
+        tracing::info!(database = %db.location(), "database ready");
+
+        let secret = match settings.auth.jwt_secret_key.clone() {
+            Some(secret) => secret,
+            None => {
+                let location = db.location();
+                let path = location.directory().join(format!("{}.jwt-secret", location.file_name()));
+                let (secret, created) = secret_file::load_or_create(&path)
+                    .map_err(|source| StartupError::DevSecret { path: path.clone(), source })?;
+                tracing::warn!(
+                    path = %path.display(),
+                    created,
+                    "development mode: JWT secret kept beside the database; set JWT_SECRET_KEY in production"
+                );
+                secret
+            }
+        };
+        let tokens = TokenKeys::new(&TokenSettings {
+            secret,
+            algorithm: settings.auth.jwt_algorithm,
+            lifetime: chrono::Duration::minutes(settings.auth.access_token_expire_minutes),
+            issuer: settings.auth.jwt_issuer.clone(),
+            audience: settings.auth.jwt_audience.clone(),
+        });
+        let hashes = match settings.auth.max_concurrent_hashes {
+            0 => cores(),
+            n => n,
+        };
+        let hasher = PasswordHasher::new(settings.auth.bcrypt_cost, hashes)?;
+
+        let state = web::Data::new(AppState {
+            service: ChatService::new(db, hasher, tokens),
+            max_body_bytes: settings.server.max_body_bytes,
+        });
+        let address = format!("{}:{}", settings.server.host, settings.server.port);
+        let listener =
+            TcpListener::bind(&address).map_err(|source| StartupError::Bind { address: address.clone(), source })?;
+        let bound = listener.local_addr().map_err(|source| StartupError::Bind { address, source })?;
+        let workers = match settings.server.workers {
+            0 => cores(),
+            n => n,
+        };
+        let server = HttpServer::new(move || {
+            App::new().app_data(state.clone()).wrap(from_fn(request_context)).configure(routes::configure)
+        })
+        .workers(workers)
+        .shutdown_timeout(settings.server.shutdown_timeout.as_secs())
+        .listen(listener)
+        .map_err(StartupError::Server)?
+        .run();
+        Ok(Self { address: bound, server })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Serves until SIGTERM or Ctrl-C, then lets in-flight requests finish within the shutdown timeout.
+    pub async fn run_until_stopped(self) -> Result<(), StartupError> {
+        self.server.await.map_err(StartupError::Server)
+    }
+}

@@ -1,0 +1,83 @@
+//! Chat management: create, list, read, rename and delete a user's chats, and read their messages.
+
+use chat_domain::time::now_utc;
+use chat_domain::{ChatId, ChatTitle, UserId};
+use chat_storage::chats::{self, ChatPage, ChatSummary, NewChat};
+use chat_storage::{Message, messages};
+
+use crate::{ChatService, ServiceError};
+
+/// A chat id from a URL: a string that is not a UUID names no chat, and gets the same 404 as a missing one.
+fn parse_chat_id(raw: &str) -> Result<ChatId, ServiceError> {
+    raw.parse().map_err(|_| not_found(raw))
+}
+
+fn not_found(raw: &str) -> ServiceError {
+    ServiceError::ChatNotFound { chat_id: raw.to_owned() }
+}
+
+impl ChatService {
+    pub async fn create_chat(&self, user_id: UserId, title: Option<ChatTitle>) -> Result<ChatSummary, ServiceError> {
+        let now = now_utc();
+        let chat = NewChat {
+            id: ChatId::new_random(),
+            user_id,
+            title: title.map(ChatTitle::into_inner),
+            created_at: now,
+            updated_at: now,
+        };
+        let chat = self.db.run(move |c| chats::insert_chat(c, chat)).await?;
+        Ok(ChatSummary { chat, message_count: 0 })
+    }
+
+    /// A page of the user's chats, most recently updated first; `limit` and `offset` are validated by the caller.
+    pub async fn list_chats(&self, user_id: UserId, limit: i64, offset: i64) -> Result<ChatPage, ServiceError> {
+        Ok(self.db.run(move |c| chats::list_chats_for_user(c, user_id, limit, offset)).await?)
+    }
+
+    pub async fn get_chat(&self, user_id: UserId, chat_id: &str) -> Result<ChatSummary, ServiceError> {
+        let id = parse_chat_id(chat_id)?;
+        self.db.run(move |c| chats::find_chat_summary_for_user(c, id, user_id)).await?.ok_or_else(|| not_found(chat_id))
+    }
+
+    /// The chat's messages, oldest first (the oldest `limit` when given).
+    pub async fn list_messages(
+        &self,
+        user_id: UserId,
+        chat_id: &str,
+        limit: Option<i64>,
+    ) -> Result<Vec<Message>, ServiceError> {
+        let id = parse_chat_id(chat_id)?;
+        self.db
+            .run(move |c| match chats::find_chat_for_user(c, id, user_id)? {
+                Some(_) => messages::list_messages(c, id, limit).map(Some),
+                None => Ok(None),
+            })
+            .await?
+            .ok_or_else(|| not_found(chat_id))
+    }
+
+    pub async fn rename_chat(
+        &self,
+        user_id: UserId,
+        chat_id: &str,
+        title: ChatTitle,
+    ) -> Result<ChatSummary, ServiceError> {
+        let id = parse_chat_id(chat_id)?;
+        let now = now_utc();
+        self.db
+            .run(move |c| chats::rename_chat_for_user(c, id, user_id, title.as_str(), now))
+            .await?
+            .ok_or_else(|| not_found(chat_id))
+    }
+
+    /// Deletes the chat and its messages.
+    pub async fn delete_chat(&self, user_id: UserId, chat_id: &str) -> Result<(), ServiceError> {
+        let id = parse_chat_id(chat_id)?;
+        if self.db.run(move |c| chats::delete_chat_for_user(c, id, user_id)).await? {
+            Ok(())
+        } else {
+            Err(not_found(chat_id))
+        }
+    }
+}

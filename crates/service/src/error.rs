@@ -1,0 +1,25 @@
+//! What a use-case can answer besides success; the HTTP edge maps each variant to one status.
+
+use chat_auth::{AuthError, TokenError};
+use chat_storage::StorageError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("email already registered")]
+    EmailTaken,
+    /// Unknown email or wrong password: deliberately indistinguishable.
+    #[error("invalid email or password")]
+    InvalidCredentials,
+    #[error(transparent)]
+    InvalidToken(#[from] TokenError),
+    /// A valid token whose user no longer exists.
+    #[error("the token's user does not exist")]
+    UserNotFound,
+    /// Missing, not the caller's, or not even a UUID: all the same to the caller.
+    #[error("chat {chat_id:?} not found")]
+    ChatNotFound { chat_id: String },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+}

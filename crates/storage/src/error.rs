@@ -1,0 +1,36 @@
+//! The storage error type: what went wrong, in terms the service layer can act on.
+
+/// A failure of the storage layer. The `Display` text may name paths and SQL errors: it is for logs,
+/// never for clients.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// No connection could be had in time (pool exhausted, or the database cannot be opened now).
+    #[error("no database connection available")]
+    Unavailable(#[source] diesel::r2d2::PoolError),
+    /// An insert or update hit a unique constraint.
+    #[error("a row with the same unique key already exists")]
+    UniqueViolation,
+    #[error("database query failed")]
+    Query(#[from] diesel::result::Error),
+    #[error("invalid DATABASE_URL: {0}")]
+    InvalidUrl(String),
+    #[error("cannot open the database at {location}: {reason}")]
+    Open { location: String, reason: String },
+    #[error("running database migrations failed: {0}")]
+    Migration(String),
+    /// The blocking task running the query panicked or was cancelled at shutdown.
+    #[error("the database task did not complete")]
+    TaskFailed(#[source] tokio::task::JoinError),
+}
+
+impl StorageError {
+    /// Maps an insert's error, turning a unique-constraint hit into [`StorageError::UniqueViolation`].
+    pub(crate) fn from_insert(err: diesel::result::Error) -> Self {
+        match err {
+            diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _) => {
+                StorageError::UniqueViolation
+            }
+            other => StorageError::Query(other),
+        }
+    }
+}

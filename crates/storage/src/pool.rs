@@ -1,0 +1,141 @@
+//! The connection pool and the one way to use it: [`Database::run`], on the blocking thread pool.
+
+use std::fmt;
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
+use diesel::{Connection, RunQueryDsl, SqliteConnection};
+
+use crate::{DatabaseLocation, StorageError, migrations};
+
+/// The connection type every repository function takes.
+pub type DbConnection = SqliteConnection;
+
+/// SQLite's `synchronous` setting: how hard a commit waits for the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqliteSynchronous {
+    /// Every commit reaches the disk before it is acknowledged: survives power loss.
+    Full,
+    /// In WAL mode, commits survive a crash of the process but the last ones may be lost on power loss.
+    Normal,
+}
+
+/// How the pool is sized and how long a caller may wait.
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    pub max_connections: u32,
+    /// How long a request waits for a free connection before the database counts as unavailable.
+    pub acquire_timeout: Duration,
+    /// How long SQLite waits on a lock held by another connection before giving up.
+    pub busy_timeout: Duration,
+    pub synchronous: SqliteSynchronous,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(5),
+            busy_timeout: Duration::from_secs(5),
+            synchronous: SqliteSynchronous::Full,
+        }
+    }
+}
+
+/// A pool of database connections; cheap to clone.
+#[derive(Clone)]
+pub struct Database {
+    pool: Pool<ConnectionManager<DbConnection>>,
+    location: DatabaseLocation,
+}
+
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Database").field("location", &self.location).finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug)]
+struct SqlitePragmas {
+    busy_timeout: Duration,
+    synchronous: SqliteSynchronous,
+}
+
+impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqlitePragmas {
+    fn on_acquire(&self, conn: &mut DbConnection) -> Result<(), diesel::r2d2::Error> {
+        let synchronous = match self.synchronous {
+            SqliteSynchronous::Full => "FULL",
+            SqliteSynchronous::Normal => "NORMAL",
+        };
+        conn.batch_execute(&format!(
+            "PRAGMA busy_timeout = {};
+             PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = {synchronous};
+             PRAGMA foreign_keys = ON;",
+            self.busy_timeout.as_millis()
+        ))
+        .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+impl Database {
+    /// Opens the database named by `url`, builds the pool and applies pending migrations.
+    ///
+    /// Blocking: call it at start-up, before serving.
+    pub fn open(url: &str, options: &PoolOptions) -> Result<Self, StorageError> {
+        let location = DatabaseLocation::parse(url)?;
+        let DatabaseLocation::SqliteFile(path) = &location;
+        let path_text = path.to_string_lossy().into_owned();
+        // One direct connection first: r2d2 would hide the real reason behind a timeout.
+        SqliteConnection::establish(&path_text)
+            .map_err(|err| StorageError::Open { location: location.to_string(), reason: err.to_string() })?;
+        let pool = Pool::builder()
+            .max_size(options.max_connections)
+            .connection_timeout(options.acquire_timeout)
+            .connection_customizer(Box::new(SqlitePragmas {
+                busy_timeout: options.busy_timeout,
+                synchronous: options.synchronous,
+            }))
+            .build(ConnectionManager::<DbConnection>::new(path_text))
+            .map_err(|err| StorageError::Open { location: location.to_string(), reason: err.to_string() })?;
+        let database = Self { pool, location };
+        let applied = database.with_connection(migrations::run_pending)?;
+        if applied > 0 {
+            tracing::info!(applied, "database migrations applied");
+        }
+        Ok(database)
+    }
+
+    pub fn location(&self) -> &DatabaseLocation {
+        &self.location
+    }
+
+    /// Runs `work` with a pooled connection on the blocking thread pool.
+    pub async fn run<T, F>(&self, work: F) -> Result<T, StorageError>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, StorageError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let database = self.clone();
+        tokio::task::spawn_blocking(move || database.with_connection(work)).await.map_err(StorageError::TaskFailed)?
+    }
+
+    /// Runs `work` with a pooled connection on the calling thread. For start-up code and tests only.
+    pub fn with_connection<T>(
+        &self,
+        work: impl FnOnce(&mut DbConnection) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        let mut conn = self.pool.get().map_err(StorageError::Unavailable)?;
+        work(&mut conn)
+    }
+
+    /// Asks the database a trivial question: is it there and answering?
+    pub async fn ping(&self) -> Result<(), StorageError> {
+        self.run(|conn| {
+            diesel::sql_query("SELECT 1").execute(conn)?;
+            Ok(())
+        })
+        .await
+    }
+}

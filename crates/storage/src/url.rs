@@ -1,0 +1,112 @@
+//! `DATABASE_URL` parsing: our `sqlite://path` form and the original service's SQLAlchemy form `sqlite:///./path`.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::StorageError;
+
+/// Where the database lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseLocation {
+    /// An SQLite file.
+    SqliteFile(PathBuf),
+}
+
+impl DatabaseLocation {
+    /// Accepts `sqlite://PATH` (e.g. `sqlite://./ai_chat.db`, `sqlite:///var/lib/chat.db`), SQLAlchemy's
+    /// `sqlite:///./relative.db` and `sqlite:////absolute.db`, and `sqlite:PATH`.
+    pub fn parse(url: &str) -> Result<Self, StorageError> {
+        let url = url.trim();
+        let Some(rest) = url.strip_prefix("sqlite:") else {
+            let scheme = url.split(':').next().unwrap_or_default();
+            return Err(StorageError::InvalidUrl(match scheme {
+                "postgres" | "postgresql" => {
+                    "PostgreSQL is not supported by this build yet; use an sqlite:// URL".to_owned()
+                }
+                _ => format!("unsupported scheme in {url:?}; expected sqlite://PATH"),
+            }));
+        };
+        let path = match rest.strip_prefix("//") {
+            // SQLAlchemy: three slashes then a relative path, four slashes then an absolute one.
+            Some(after) if after.starts_with("/./") || after.starts_with("/../") || after.starts_with("//") => {
+                &after[1..]
+            }
+            Some(after) => after,
+            None => rest,
+        };
+        if path.contains('?') {
+            return Err(StorageError::InvalidUrl("query parameters in an sqlite URL are not supported".to_owned()));
+        }
+        if path.is_empty() || path == ":memory:" || path.starts_with(":memory:") {
+            return Err(StorageError::InvalidUrl(
+                "an sqlite URL needs a file path (in-memory databases are not supported: each pooled \
+                 connection would see its own empty database)"
+                    .to_owned(),
+            ));
+        }
+        Ok(DatabaseLocation::SqliteFile(PathBuf::from(path)))
+    }
+
+    /// The directory that holds the database file (where development secrets are kept beside it).
+    pub fn directory(&self) -> PathBuf {
+        match self {
+            DatabaseLocation::SqliteFile(path) => match path.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+                _ => PathBuf::from("."),
+            },
+        }
+    }
+
+    /// The database file's name, for naming files kept beside it.
+    pub fn file_name(&self) -> String {
+        match self {
+            DatabaseLocation::SqliteFile(path) => path
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "database".to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for DatabaseLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DatabaseLocation::SqliteFile(path) => write!(f, "sqlite file {}", path.display()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(url: &str) -> PathBuf {
+        match DatabaseLocation::parse(url).unwrap() {
+            DatabaseLocation::SqliteFile(p) => p,
+        }
+    }
+
+    #[test]
+    fn accepts_our_form_and_the_originals() {
+        assert_eq!(file("sqlite://./ai_chat.db"), PathBuf::from("./ai_chat.db"));
+        assert_eq!(file("sqlite:///./ai_chat.db"), PathBuf::from("./ai_chat.db"));
+        assert_eq!(file("sqlite:///../data/ai_chat.db"), PathBuf::from("../data/ai_chat.db"));
+        assert_eq!(file("sqlite:////var/lib/chat.db"), PathBuf::from("/var/lib/chat.db"));
+        assert_eq!(file("sqlite:///tmp/chat.db"), PathBuf::from("/tmp/chat.db"));
+        assert_eq!(file("sqlite://ai_chat.db"), PathBuf::from("ai_chat.db"));
+        assert_eq!(file("sqlite:chat.db"), PathBuf::from("chat.db"));
+    }
+
+    #[test]
+    fn rejects_what_it_cannot_serve() {
+        for bad in ["mysql://x", "sqlite://", "sqlite::memory:", "sqlite://x.db?mode=ro", "nonsense"] {
+            assert!(DatabaseLocation::parse(bad).is_err(), "{bad} should be rejected");
+        }
+    }
+
+    #[test]
+    fn directory_of_a_bare_file_name_is_the_working_directory() {
+        assert_eq!(DatabaseLocation::parse("sqlite://x.db").unwrap().directory(), PathBuf::from("."));
+        assert_eq!(DatabaseLocation::parse("sqlite:///srv/app/x.db").unwrap().directory(), PathBuf::from("/srv/app"));
+    }
+}

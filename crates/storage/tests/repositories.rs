@@ -1,0 +1,164 @@
+//! The repositories against a real SQLite file: ownership, ordering, counts, cascades and constraints.
+
+use chat_domain::time::now_utc;
+use chat_domain::{ChatId, Role, UserId};
+use chat_storage::chats::{self, NewChat};
+use chat_storage::messages::{self, NewMessage};
+use chat_storage::users::{self, NewUser};
+use chat_storage::{Database, PoolOptions, StorageError};
+use diesel::RunQueryDsl;
+use diesel::connection::SimpleConnection;
+
+fn open() -> (tempfile::TempDir, Database) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("test.db").display());
+    let db = Database::open(&url, &PoolOptions::default()).unwrap();
+    (dir, db)
+}
+
+fn new_user(db: &Database, email: &str) -> UserId {
+    let now = now_utc();
+    let user = NewUser {
+        id: UserId::new_random(),
+        email: email.to_owned(),
+        password_hash: "$2b$04$hash".to_owned(),
+        created_at: now,
+        updated_at: now,
+    };
+    db.with_connection(|c| users::insert_user(c, user)).unwrap().id
+}
+
+fn new_chat(db: &Database, user: UserId, title: &str) -> ChatId {
+    let now = now_utc();
+    let chat = NewChat {
+        id: ChatId::new_random(),
+        user_id: user,
+        title: Some(title.to_owned()),
+        created_at: now,
+        updated_at: now,
+    };
+    db.with_connection(|c| chats::insert_chat(c, chat)).unwrap().id
+}
+
+fn add_message(db: &Database, chat: ChatId, text: &str) -> i64 {
+    let message = NewMessage::plain(chat, Role::User, text.to_owned(), now_utc());
+    db.with_connection(|c| messages::insert_message(c, message)).unwrap().id
+}
+
+#[test]
+fn duplicate_email_is_a_unique_violation() {
+    let (_dir, db) = open();
+    new_user(&db, "a@example.com");
+    let now = now_utc();
+    let again = NewUser {
+        id: UserId::new_random(),
+        email: "a@example.com".to_owned(),
+        password_hash: "x".to_owned(),
+        created_at: now,
+        updated_at: now,
+    };
+    let err = db.with_connection(|c| users::insert_user(c, again)).unwrap_err();
+    assert!(matches!(err, StorageError::UniqueViolation), "{err:?}");
+}
+
+#[test]
+fn users_are_found_by_id_and_email() {
+    let (_dir, db) = open();
+    let id = new_user(&db, "b@example.com");
+    let by_email = db.with_connection(|c| users::find_user_by_email(c, "b@example.com")).unwrap().unwrap();
+    assert_eq!(by_email.id, id);
+    let by_id = db.with_connection(|c| users::find_user_by_id(c, id)).unwrap().unwrap();
+    assert_eq!(by_id.email, "b@example.com");
+    assert!(db.with_connection(|c| users::find_user_by_email(c, "nobody@example.com")).unwrap().is_none());
+}
+
+#[test]
+fn chats_are_only_found_by_their_owner() {
+    let (_dir, db) = open();
+    let alice = new_user(&db, "alice@example.com");
+    let bob = new_user(&db, "bob@example.com");
+    let chat = new_chat(&db, alice, "Alice's");
+    assert!(db.with_connection(|c| chats::find_chat_for_user(c, chat, alice)).unwrap().is_some());
+    assert!(db.with_connection(|c| chats::find_chat_for_user(c, chat, bob)).unwrap().is_none());
+    assert!(db.with_connection(|c| chats::rename_chat_for_user(c, chat, bob, "x", now_utc())).unwrap().is_none());
+    assert!(!db.with_connection(|c| chats::delete_chat_for_user(c, chat, bob)).unwrap());
+    assert!(db.with_connection(|c| chats::delete_chat_for_user(c, chat, alice)).unwrap());
+}
+
+#[test]
+fn list_is_newest_first_with_exact_total_and_counts() {
+    let (_dir, db) = open();
+    let user = new_user(&db, "c@example.com");
+    let other = new_user(&db, "d@example.com");
+    new_chat(&db, other, "not mine");
+    let ids: Vec<ChatId> = (0..5).map(|i| new_chat(&db, user, &format!("chat {i}"))).collect();
+    // A message moves its chat to the top.
+    add_message(&db, ids[1], "hello");
+    add_message(&db, ids[1], "again");
+    let page = db.with_connection(|c| chats::list_chats_for_user(c, user, 3, 0)).unwrap();
+    assert_eq!(page.total, 5);
+    assert_eq!(page.chats.len(), 3);
+    assert_eq!(page.chats[0].chat.id, ids[1]);
+    assert_eq!(page.chats[0].message_count, 2);
+    assert_eq!(page.chats[1].chat.id, ids[4]);
+    assert_eq!(page.chats[1].message_count, 0);
+    let rest = db.with_connection(|c| chats::list_chats_for_user(c, user, 3, 3)).unwrap();
+    assert_eq!(rest.total, 5);
+    assert_eq!(rest.chats.len(), 2);
+    assert_eq!(rest.chats[1].chat.id, ids[0]);
+}
+
+#[test]
+fn messages_are_oldest_first_and_limit_takes_the_oldest() {
+    let (_dir, db) = open();
+    let user = new_user(&db, "e@example.com");
+    let chat = new_chat(&db, user, "t");
+    let ids: Vec<i64> = (0..4).map(|i| add_message(&db, chat, &format!("m{i}"))).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]));
+    let all = db.with_connection(|c| messages::list_messages(c, chat, None)).unwrap();
+    assert_eq!(all.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(), ["m0", "m1", "m2", "m3"]);
+    let two = db.with_connection(|c| messages::list_messages(c, chat, Some(2))).unwrap();
+    assert_eq!(two.iter().map(|m| m.id).collect::<Vec<_>>(), ids[..2]);
+}
+
+#[test]
+fn deleting_a_chat_deletes_its_messages() {
+    let (_dir, db) = open();
+    let user = new_user(&db, "f@example.com");
+    let chat = new_chat(&db, user, "t");
+    add_message(&db, chat, "bye");
+    assert!(db.with_connection(|c| chats::delete_chat_for_user(c, chat, user)).unwrap());
+    let left: i64 = db
+        .with_connection(|c| Ok(diesel::sql_query("SELECT COUNT(*) AS n FROM messages").get_result::<Count>(c)?.n))
+        .unwrap();
+    assert_eq!(left, 0);
+}
+
+#[test]
+fn foreign_keys_and_wal_are_on() {
+    let (_dir, db) = open();
+    let mode: String = db
+        .with_connection(|c| Ok(diesel::sql_query("PRAGMA journal_mode").get_result::<Mode>(c)?.journal_mode))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let orphan = NewMessage::plain(ChatId::new_random(), Role::User, "x".into(), now_utc());
+    assert!(db.with_connection(|c| messages::insert_message(c, orphan)).is_err());
+    // The check constraint refuses a role the domain does not know.
+    let bad = db.with_connection(|c| {
+        c.batch_execute("INSERT INTO messages (chat_id, role, content, status, created_at, updated_at) VALUES ('x', 'system', '', 'complete', '2026-01-01', '2026-01-01')")?;
+        Ok(())
+    });
+    assert!(bad.is_err());
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+#[derive(diesel::QueryableByName)]
+struct Mode {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    journal_mode: String,
+}
