@@ -2,9 +2,9 @@
 
 use std::time::Instant;
 
-use actix_web::body::{BoxBody, MessageBody};
+use actix_web::body::{BodySize, BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use tracing::Instrument;
 use tracing::field::Empty;
@@ -19,6 +19,25 @@ fn client_request_id(req: &ServiceRequest) -> Option<String> {
         && value.len() <= MAX_REQUEST_ID_LEN
         && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
     sane.then(|| value.to_owned())
+}
+
+/// An error status with an empty body: made by the framework or a mounted service (Swagger UI's unknown
+/// files), not by our handlers, which always send a `detail`.
+fn is_bare_error(response: &ServiceResponse<BoxBody>) -> bool {
+    let status = response.status();
+    (status.is_client_error() || status.is_server_error())
+        && matches!(response.response().body().size(), BodySize::None | BodySize::Sized(0))
+}
+
+/// Gives a bare error the contract's `{"detail": "<reason>"}` body, keeping its status and headers.
+fn with_detail_body(response: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
+    let status = response.status();
+    let detail = status.canonical_reason().unwrap_or("Error");
+    let body = serde_json::json!({ "detail": detail }).to_string();
+    response.map_body(|head, _| {
+        head.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        BoxBody::new(body)
+    })
 }
 
 pub async fn request_context(
@@ -43,6 +62,9 @@ pub async fn request_context(
             return Err(err);
         }
     };
+    if is_bare_error(&response) {
+        response = with_detail_body(response);
+    }
     let route = response.request().match_pattern().unwrap_or_else(|| "(unmatched)".to_owned());
     span.record("route", route.as_str());
     if let Ok(value) = HeaderValue::from_str(&request_id) {

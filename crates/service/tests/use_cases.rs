@@ -1,4 +1,5 @@
 //! The account and chat use-cases on a real SQLite file, without HTTP.
+#![expect(clippy::unwrap_used, reason = "test helpers, like tests, fail loudly on anything unexpected")]
 
 use chat_auth::{JwtAlgorithm, PasswordHasher, TokenKeys, TokenSettings};
 use chat_domain::{ChatTitle, Email, Password};

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
-use diesel::{Connection, RunQueryDsl, SqliteConnection};
+use diesel::{Connection, SqliteConnection};
 
 use crate::{DatabaseLocation, StorageError, migrations};
 
@@ -130,10 +130,11 @@ impl Database {
         work(&mut conn)
     }
 
-    /// Asks the database a trivial question: is it there and answering?
+    /// Asks the database a cheap question that needs the schema: is it there, migrated and answering?
     pub async fn ping(&self) -> Result<(), StorageError> {
         self.run(|conn| {
-            diesel::sql_query("SELECT 1").execute(conn)?;
+            use diesel::{QueryDsl, RunQueryDsl as _};
+            crate::schema::users::table.select(crate::schema::users::id).limit(1).load::<String>(conn)?;
             Ok(())
         })
         .await

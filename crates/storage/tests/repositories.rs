@@ -1,4 +1,5 @@
 //! The repositories against a real SQLite file: ownership, ordering, counts, cascades and constraints.
+#![expect(clippy::unwrap_used, reason = "test helpers, like tests, fail loudly on anything unexpected")]
 
 use chat_domain::time::now_utc;
 use chat_domain::{ChatId, Role, UserId};

@@ -65,32 +65,59 @@ fn char_offset(text: &str, line: usize, column: usize) -> usize {
     before + column.saturating_sub(1)
 }
 
+/// Reads the body within the limit, then hands it to `parse` with the request.
+fn read_then<T: 'static>(
+    req: &HttpRequest,
+    payload: &mut Payload,
+    parse: fn(&HttpRequest, Bytes) -> Result<T, ApiError>,
+) -> LocalBoxFuture<'static, Result<T, ApiError>> {
+    let req = req.clone();
+    let payload = payload.take();
+    Box::pin(async move {
+        let bytes = read_limited(&req, payload).await?;
+        parse(&req, bytes)
+    })
+}
+
+fn parse_json(req: &HttpRequest, bytes: Bytes) -> Result<JsonBody, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(JsonBody(None));
+    }
+    let is_json = content_type(req).is_none_or(|ct| ct == "application/json" || ct.ends_with("+json"));
+    if !is_json {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "model_attributes_type",
+            &["body"],
+            "Input should be a JSON object; send it with the header Content-Type: application/json",
+        )]));
+    }
+    serde_json::from_slice(&bytes).map(|value| JsonBody(Some(value))).map_err(|err| {
+        let text = String::from_utf8_lossy(&bytes);
+        let position = char_offset(&text, err.line(), err.column());
+        ApiError::Validation(vec![FieldError::json_invalid(&err, position)])
+    })
+}
+
+fn parse_form(req: &HttpRequest, bytes: Bytes) -> Result<FormBody, ApiError> {
+    if content_type(req).as_deref() != Some("application/x-www-form-urlencoded") {
+        // Like FastAPI: the form's fields are simply not there.
+        return Ok(FormBody(Vec::new()));
+    }
+    serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes).map(FormBody).map_err(|err| {
+        ApiError::Validation(vec![FieldError::new(
+            "form_invalid",
+            &["body"],
+            format!("The form body could not be parsed: {err}"),
+        )])
+    })
+}
+
 impl FromRequest for JsonBody {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let req = req.clone();
-        let payload = payload.take();
-        Box::pin(async move {
-            let bytes = read_limited(&req, payload).await?;
-            if bytes.iter().all(u8::is_ascii_whitespace) {
-                return Ok(JsonBody(None));
-            }
-            let is_json = content_type(&req).is_none_or(|ct| ct == "application/json" || ct.ends_with("+json"));
-            if !is_json {
-                return Err(ApiError::Validation(vec![FieldError::new(
-                    "model_attributes_type",
-                    &["body"],
-                    "Input should be a JSON object; send it with the header Content-Type: application/json",
-                )]));
-            }
-            serde_json::from_slice(&bytes).map(|value| JsonBody(Some(value))).map_err(|err| {
-                let text = String::from_utf8_lossy(&bytes);
-                let position = char_offset(&text, err.line(), err.column());
-                ApiError::Validation(vec![FieldError::json_invalid(&err, position)])
-            })
-        })
+        read_then(req, payload, parse_json)
     }
 }
 
@@ -99,22 +126,7 @@ impl FromRequest for FormBody {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let req = req.clone();
-        let payload = payload.take();
-        Box::pin(async move {
-            let bytes = read_limited(&req, payload).await?;
-            if content_type(&req).as_deref() != Some("application/x-www-form-urlencoded") {
-                // Like FastAPI: the form's fields are simply not there.
-                return Ok(FormBody(Vec::new()));
-            }
-            serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes).map(FormBody).map_err(|err| {
-                ApiError::Validation(vec![FieldError::new(
-                    "form_invalid",
-                    &["body"],
-                    format!("The form body could not be parsed: {err}"),
-                )])
-            })
-        })
+        read_then(req, payload, parse_form)
     }
 }
 

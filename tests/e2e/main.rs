@@ -1,0 +1,16 @@
+//! The end-to-end suite: the real `chat-server` binary over real HTTP, a fresh database per test.
+#![expect(
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unwrap_used,
+    reason = "test helpers, like tests, fail loudly on anything unexpected"
+)]
+
+mod support;
+
+mod auth;
+mod chats;
+mod docs;
+mod errors;
+mod startup;
+mod walkthrough;
