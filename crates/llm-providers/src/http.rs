@@ -1,0 +1,220 @@
+//! The shared HTTP client and what every HTTP adapter needs: timeouts, error statuses, `Retry-After`.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use reqwest::header::HeaderMap;
+
+use crate::{ChunkStream, ProviderError, TimeoutPhase};
+
+/// The longest upstream error text kept (for logs).
+const MAX_UPSTREAM_MESSAGE: usize = 500;
+
+/// How long a provider call may take, by phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    /// Until the response headers arrive, and for streams until the first chunk.
+    pub first_token: Duration,
+    /// The whole call, streamed or not.
+    pub total: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self { connect: Duration::from_secs(5), first_token: Duration::from_secs(60), total: Duration::from_secs(300) }
+    }
+}
+
+/// One client for every provider: connection pooling, rustls, `TCP_NODELAY` (a Nagle/delayed-ACK stall
+/// adds ~40 ms per request otherwise), and the connect timeout.
+pub fn build_client(connect_timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .connect_timeout(connect_timeout)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .user_agent(concat!("ai-chat-backend/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// Classifies a transport error of `reqwest`.
+pub(crate) fn transport_error(err: &reqwest::Error) -> ProviderError {
+    if err.is_timeout() {
+        // reqwest's own timeouts are the connect timeout and the request's total timeout; the
+        // first-token deadline is enforced around them (see `send` and `with_deadlines`).
+        let phase = if err.is_connect() { TimeoutPhase::Connect } else { TimeoutPhase::Total };
+        ProviderError::Timeout { phase }
+    } else if err.is_connect() {
+        ProviderError::Unreachable(without_url(err))
+    } else if err.is_body() || err.is_decode() {
+        ProviderError::UnusableAnswer(without_url(err))
+    } else {
+        ProviderError::Unreachable(without_url(err))
+    }
+}
+
+/// The error's text without the request URL (which can carry a key in a query string).
+fn without_url(err: &reqwest::Error) -> String {
+    let mut text = err.to_string();
+    if let Some(url) = err.url() {
+        text = text.replace(url.as_str(), "<provider url>");
+    }
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// What the response headers are waited for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Awaiting {
+    /// A whole answer: providers send headers only once it is generated, so the total timeout applies.
+    WholeAnswer,
+    /// A stream: headers come before the first token, within the first-token timeout.
+    Stream,
+}
+
+/// Sends `request` and waits for the response headers (see [`Awaiting`]); a non-2xx status becomes the
+/// matching error.
+pub(crate) async fn send(
+    request: reqwest::RequestBuilder,
+    timeouts: &Timeouts,
+    awaiting: Awaiting,
+) -> Result<reqwest::Response, ProviderError> {
+    let (limit, phase) = match awaiting {
+        Awaiting::WholeAnswer => (timeouts.total, TimeoutPhase::Total),
+        Awaiting::Stream => (timeouts.first_token, TimeoutPhase::FirstToken),
+    };
+    let response = match tokio::time::timeout(limit, request.send()).await {
+        Err(_) => return Err(ProviderError::Timeout { phase }),
+        Ok(Err(err)) => return Err(transport_error(&err)),
+        Ok(Ok(response)) => response,
+    };
+    if response.status().is_success() {
+        return Ok(response);
+    }
+    let status = response.status().as_u16();
+    let retry_after = retry_after(response.headers());
+    let body = tokio::time::timeout(timeouts.first_token, response.text()).await.ok().and_then(Result::ok);
+    Err(status_error(status, retry_after, body.as_deref().unwrap_or("")))
+}
+
+/// The error for an HTTP error status and its body.
+pub(crate) fn status_error(status: u16, retry_after: Option<Duration>, body: &str) -> ProviderError {
+    if status == 429 {
+        return ProviderError::RateLimited { retry_after };
+    }
+    ProviderError::Upstream { status, message: upstream_message(body) }
+}
+
+/// The provider's own error message from an OpenAI- or Anthropic-shaped error body, else the text.
+pub(crate) fn upstream_message(body: &str) -> String {
+    let parsed: Option<serde_json::Value> = serde_json::from_str(body).ok();
+    let message = parsed
+        .as_ref()
+        .and_then(|v| v.pointer("/error/message").or_else(|| v.get("message")))
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or(body);
+    message.chars().take(MAX_UPSTREAM_MESSAGE).collect()
+}
+
+/// `Retry-After` in seconds or as an HTTP date, or OpenAI's `retry-after-ms`.
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    if let Some(ms) =
+        headers.get("retry-after-ms").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<f64>().ok())
+    {
+        return (ms.is_finite() && ms >= 0.0).then(|| Duration::from_secs_f64(ms / 1000.0));
+    }
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<f64>() {
+        return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds));
+    }
+    let date = httpdate_to_unix(value)?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    Some(Duration::from_secs(date.saturating_sub(now)))
+}
+
+/// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) into seconds since the epoch; `None` for
+/// anything malformed or outside 1970..=9999 (so the arithmetic below cannot overflow).
+fn httpdate_to_unix(value: &str) -> Option<u64> {
+    let parts: Vec<&str> = value.split_whitespace().collect();
+    let [_, day, month, year, time, "GMT"] = parts.as_slice() else { return None };
+    let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let month = months.iter().position(|m| m == month)? as u64 + 1;
+    let (day, year): (u64, u64) = (day.parse().ok()?, year.parse().ok()?);
+    if !(1970..=9999).contains(&year) || !(1..=31).contains(&day) {
+        return None;
+    }
+    let hms: Vec<u64> = time.split(':').map(str::parse).collect::<Result<_, _>>().ok()?;
+    let [h, m, s] = hms.as_slice() else { return None };
+    if *h > 23 || *m > 59 || *s > 60 {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let (y, mo) = if month <= 2 { (year - 1, month + 9) } else { (year, month - 3) };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * mo + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3600 + m * 60 + s)
+}
+
+/// Wraps a chunk stream with the first-token deadline and the total deadline, both counted from `started`.
+pub(crate) fn with_deadlines(stream: ChunkStream, started: Instant, timeouts: Timeouts) -> ChunkStream {
+    let first_deadline = started + timeouts.first_token;
+    let total_deadline = started + timeouts.total;
+    let state = (stream, false, false);
+    Box::pin(futures_util::stream::unfold(state, move |(mut inner, got_first, done)| async move {
+        if done {
+            return None;
+        }
+        let deadline = if got_first { total_deadline } else { first_deadline.min(total_deadline) };
+        match tokio::time::timeout_at(deadline.into(), inner.next()).await {
+            Ok(Some(item)) => Some((item, (inner, true, false))),
+            Ok(None) => None,
+            Err(_) => {
+                let phase = if got_first { TimeoutPhase::Total } else { TimeoutPhase::FirstToken };
+                Some((Err(ProviderError::Timeout { phase }), (inner, got_first, true)))
+            }
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn retry_after_in_seconds_ms_and_dates() {
+        let mut headers = HeaderMap::new();
+        headers.insert("retry-after", HeaderValue::from_static("7"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+        headers.insert("retry-after-ms", HeaderValue::from_static("1500"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_millis(1500)));
+        let mut dated = HeaderMap::new();
+        dated.insert("retry-after", HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"));
+        assert_eq!(retry_after(&dated), Some(Duration::ZERO), "a past date means now");
+        assert_eq!(httpdate_to_unix("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777));
+        assert_eq!(httpdate_to_unix("Wed, 31 Dec 1969 23:59:59 GMT"), None, "before the epoch");
+        assert_eq!(httpdate_to_unix("Sat, 01 Jan 0000 00:00:00 GMT"), None);
+        assert_eq!(httpdate_to_unix("Sat, 01 Jan 99999999999 00:00:00 GMT"), None);
+        let mut junk = HeaderMap::new();
+        junk.insert("retry-after", HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&junk), None);
+    }
+
+    #[test]
+    fn upstream_messages_are_extracted_and_bounded() {
+        assert_eq!(upstream_message(r#"{"error":{"message":"model not found"}}"#), "model not found");
+        assert_eq!(upstream_message(r#"{"type":"error","error":{"type":"x","message":"overloaded"}}"#), "overloaded");
+        assert_eq!(upstream_message("plain text").as_str(), "plain text");
+        assert_eq!(upstream_message(&"x".repeat(2000)).len(), MAX_UPSTREAM_MESSAGE);
+        assert!(matches!(status_error(429, None, ""), ProviderError::RateLimited { retry_after: None }));
+        assert!(matches!(status_error(503, None, "busy"), ProviderError::Upstream { status: 503, .. }));
+    }
+}
