@@ -598,3 +598,28 @@ async fn every_chat_route_without_a_token_is_401_with_www_authenticate_bearer() 
     let (_, list) = server.get("/chats", Some(&user.token)).await;
     assert_eq!(list["total"], 1, "no chat was created without a token");
 }
+
+#[tokio::test]
+async fn a_chat_carries_its_own_system_prompt_which_patch_changes_or_clears() {
+    let server = TestServer::start().await;
+    let user = server.signup().await;
+    let (status, chat) = server
+        .post("/chats", Some(&user.token), json!({"title": "Pirate", "system_prompt": "Talk like a pirate."}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{chat}");
+    assert_eq!(chat["system_prompt"], "Talk like a pirate.");
+    let path = format!("/chats/{}", chat["id"].as_str().unwrap());
+    // A rename without the field keeps the prompt.
+    let (_, _, kept) = server.call(Method::PATCH, &path, Some(&user.token), Some(json!({"title": "Renamed"}))).await;
+    assert_eq!(kept["system_prompt"], "Talk like a pirate.");
+    // "" returns the chat to the global prompt.
+    let (_, _, cleared) = server
+        .call(Method::PATCH, &path, Some(&user.token), Some(json!({"title": "Plain", "system_prompt": ""})))
+        .await;
+    assert_eq!(cleared["system_prompt"], Value::Null);
+    let (status, _, body) = server
+        .call(Method::PATCH, &path, Some(&user.token), Some(json!({"title": "x", "system_prompt": "y".repeat(8001)})))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["detail"][0]["loc"], json!(["body", "system_prompt"]));
+}

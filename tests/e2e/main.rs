@@ -9,6 +9,7 @@
 mod support;
 
 mod auth;
+mod chat;
 mod chats;
 mod docs;
 mod errors;

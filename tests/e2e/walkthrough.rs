@@ -56,6 +56,7 @@ async fn the_readme_walkthrough_works_verbatim() {
             "Register",
             "Login (get token)",
             "Create a Chat",
+            "Send a Message",
             "List All Chats",
             "Get a Chat",
             "Get a Chat's Messages",
@@ -79,13 +80,28 @@ async fn the_readme_walkthrough_works_verbatim() {
                 assert_eq!(body["title"], "My First Chat");
                 chat_id = body["id"].as_str().expect("id").to_owned();
             }
+            "Send a Message" => {
+                // No provider key in the test environment: the offline model answers, and says so.
+                let body = json(&out, heading);
+                assert_eq!(body["chat_id"], chat_id.as_str());
+                assert_eq!(body["model"], "fast");
+                let reply = body["reply"].as_str().expect("reply");
+                assert!(reply.contains("not from a language model") && reply.contains("Hello, AI!"), "{reply}");
+            }
             "List All Chats" => {
                 let body = json(&out, heading);
                 assert_eq!(body["total"], 1);
                 assert_eq!(body["chats"][0]["id"], chat_id.as_str());
+                assert_eq!(body["chats"][0]["message_count"], 2);
             }
             "Get a Chat" => assert_eq!(json(&out, heading)["id"], chat_id.as_str()),
-            "Get a Chat's Messages" => assert_eq!(json(&out, heading), Value::Array(vec![])),
+            "Get a Chat's Messages" => {
+                let body = json(&out, heading);
+                let roles: Vec<&str> =
+                    body.as_array().expect("list").iter().map(|m| m["role"].as_str().unwrap()).collect();
+                assert_eq!(roles, ["user", "assistant"]);
+                assert_eq!(body[0]["content"], "Hello, AI!");
+            }
             "Rename a Chat" => assert_eq!(json(&out, heading)["title"], "Renamed Chat"),
             "Delete a Chat" => {
                 assert_eq!(out, "", "204 has no body");

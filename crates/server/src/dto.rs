@@ -43,12 +43,18 @@ pub struct CreateChatRequest {
     /// Optional; at most 200 characters.
     #[schema(max_length = 200, example = "My First Chat")]
     pub title: Option<String>,
+    /// Replaces the global system prompt in this chat's conversations; at most 8,000 characters.
+    #[schema(max_length = 8000)]
+    pub system_prompt: Option<String>,
 }
 
 #[derive(Debug, ToSchema)]
 pub struct UpdateChatRequest {
     #[schema(min_length = 1, max_length = 200, example = "Renamed Chat")]
     pub title: String,
+    /// A new system prompt for the chat; `""` returns it to the global one. Absent: unchanged.
+    #[schema(max_length = 8000)]
+    pub system_prompt: Option<String>,
 }
 
 // ----- responses -----
@@ -84,6 +90,8 @@ pub struct ChatResponse {
     #[schema(format = "uuid")]
     pub user_id: String,
     pub title: Option<String>,
+    /// The chat's own system prompt, if it has one.
+    pub system_prompt: Option<String>,
     #[schema(format = "date-time")]
     pub created_at: String,
     #[schema(format = "date-time")]
@@ -98,6 +106,7 @@ impl From<&ChatSummary> for ChatResponse {
             id: chat.id.to_string(),
             user_id: chat.user_id.to_string(),
             title: chat.title.clone(),
+            system_prompt: chat.system_prompt.clone(),
             created_at: to_rfc3339(chat.created_at),
             updated_at: to_rfc3339(chat.updated_at),
             message_count: summary.message_count,
@@ -137,6 +146,53 @@ impl From<&Message> for MessageResponse {
             created_at: to_rfc3339(message.created_at),
         }
     }
+}
+
+/// `POST /chat`'s body.
+#[derive(Debug, ToSchema)]
+pub struct ChatRequest {
+    #[schema(format = "uuid")]
+    pub chat_id: String,
+    /// At least 1 character, at most the configured maximum (32,000 by default).
+    #[schema(min_length = 1, example = "Hello, AI!")]
+    pub message: String,
+    /// A model alias; see `GET /models`.
+    #[schema(default = "fast", example = "fast")]
+    pub model: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageResponse {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatReplyResponse {
+    pub reply: String,
+    #[schema(format = "uuid")]
+    pub chat_id: String,
+    /// The stored assistant message.
+    pub message_id: i64,
+    /// The stored user message.
+    pub user_message_id: i64,
+    /// The alias that answered.
+    pub model: String,
+    pub usage: UsageResponse,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ModelResponse {
+    pub alias: String,
+    /// The provider that serves it first (`offline` for the built-in offline model).
+    pub provider: String,
+    /// The provider's model id.
+    pub model: String,
+    /// False when no configured provider can serve it (it answers 503).
+    pub available: bool,
+    /// Whether requests that name no model use it.
+    pub default: bool,
+    pub context_window: u32,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

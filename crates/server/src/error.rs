@@ -9,6 +9,8 @@ use actix_web::{HttpResponse, ResponseError};
 use chat_auth::AuthError;
 use chat_service::ServiceError;
 use chat_storage::StorageError;
+use llm_providers::ProviderError;
+use llm_providers::router::RouteError;
 use serde::Serialize;
 
 use crate::validation::FieldError;
@@ -40,6 +42,19 @@ pub enum ApiError {
     PayloadTooLarge {
         limit: usize,
     },
+    /// A second message while the chat's reply is being generated.
+    GenerationInProgress,
+    /// The provider rate-limited us; the client may retry after this many seconds.
+    ProviderRateLimited {
+        detail: String,
+        retry_after_secs: u64,
+    },
+    /// The provider did not answer in time.
+    ProviderTimeout(String),
+    /// The provider answered with an error or an unusable answer.
+    BadGateway(String),
+    /// No provider can serve the model now (none configured, or none reachable).
+    ModelUnavailable(String),
     /// A dependency (the database) cannot serve now; logged with its cause, never sent.
     Unavailable(BoxError),
     /// Anything else; logged with its cause chain, never sent.
@@ -85,6 +100,11 @@ impl ApiError {
             ApiError::PayloadTooLarge { limit } => {
                 format!("Request body is too large; the limit is {limit} bytes")
             }
+            ApiError::GenerationInProgress => "A reply is already being generated in this chat".to_owned(),
+            ApiError::ProviderRateLimited { detail, .. }
+            | ApiError::ProviderTimeout(detail)
+            | ApiError::BadGateway(detail)
+            | ApiError::ModelUnavailable(detail) => detail.clone(),
             ApiError::Unavailable(_) => "The service is temporarily unavailable; please retry shortly".to_owned(),
             ApiError::Internal(_) => "Internal server error".to_owned(),
         }
@@ -103,6 +123,11 @@ impl ResponseError for ApiError {
             ApiError::ChatNotFound(_) | ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::GenerationInProgress => StatusCode::CONFLICT,
+            ApiError::ProviderRateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::ProviderTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            ApiError::ModelUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -117,6 +142,9 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(status);
         if status == StatusCode::UNAUTHORIZED {
             response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+        }
+        if let ApiError::ProviderRateLimited { retry_after_secs, .. } = self {
+            response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
         }
         match self {
             ApiError::Validation(errors) => response.json(Detail { detail: errors }),
@@ -136,9 +164,63 @@ impl From<ServiceError> for ApiError {
             }
             ServiceError::UserNotFound => ApiError::UserNotFound,
             ServiceError::ChatNotFound { chat_id } => ApiError::ChatNotFound(chat_id),
+            ServiceError::UnknownModel { known, .. } => ApiError::Validation(vec![unknown_model(&known)]),
+            ServiceError::MessageTooLarge(too_large) => {
+                ApiError::Validation(vec![FieldError::value_error(&["body", "message"], too_large)])
+            }
+            ServiceError::GenerationInProgress => ApiError::GenerationInProgress,
+            ServiceError::Provider { alias, error } => provider_failure(&alias, error),
             ServiceError::Storage(err) => err.into(),
             ServiceError::Auth(err) => err.into(),
         }
+    }
+}
+
+/// FastAPI's `enum` error for a `model` that names no alias, listing the ones that exist.
+pub fn unknown_model(known: &[String]) -> FieldError {
+    let quoted: Vec<String> = known.iter().map(|name| format!("'{name}'")).collect();
+    let expected = match quoted.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => "a configured model alias".to_owned(),
+    };
+    FieldError::new("enum", &["body", "model"], format!("Input should be {expected}"))
+        .with_ctx(serde_json::json!({ "expected": expected }))
+}
+
+/// Maps a failed model call to its status, naming the alias and provider (never a key, never the
+/// provider's own text, which is logged instead).
+fn provider_failure(alias: &str, failure: RouteError) -> ApiError {
+    let provider = failure.provider.clone().unwrap_or_else(|| "none".to_owned());
+    tracing::warn!(alias, provider = %provider, attempts = failure.attempts, error = %failure.error, "model call failed");
+    let saved = "your message was saved";
+    if failure.all_unreachable {
+        return ApiError::ModelUnavailable(format!(
+            "The providers of the model '{alias}' cannot be reached right now; {saved}. Please retry shortly."
+        ));
+    }
+    match failure.error {
+        ProviderError::NotConfigured => {
+            ApiError::ModelUnavailable(format!("No provider is configured for the model '{alias}'"))
+        }
+        ProviderError::RateLimited { retry_after } => {
+            let seconds = retry_after.map_or(1, |d| d.as_secs_f64().ceil().max(1.0) as u64);
+            ApiError::ProviderRateLimited {
+                detail: format!(
+                    "The model '{alias}' is rate limited by its provider ({provider}); {saved}. Retry after {seconds} seconds."
+                ),
+                retry_after_secs: seconds,
+            }
+        }
+        ProviderError::Timeout { .. } => ApiError::ProviderTimeout(format!(
+            "The model '{alias}' ({provider}) did not answer in time; {saved}. Please retry."
+        )),
+        ProviderError::Upstream { .. } | ProviderError::Unreachable(_) => ApiError::BadGateway(format!(
+            "The model '{alias}' ({provider}) answered with an error; {saved}. Please retry."
+        )),
+        ProviderError::UnusableAnswer(_) => ApiError::BadGateway(format!(
+            "The model '{alias}' ({provider}) gave an answer that could not be used; {saved}. Please retry."
+        )),
     }
 }
 

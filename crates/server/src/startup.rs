@@ -7,7 +7,10 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use chat_auth::{PasswordHasher, TokenKeys, TokenSettings, secret_file};
-use chat_service::ChatService;
+use chat_service::{ChatService, ChatSettings};
+use llm_providers::router::Router;
+
+use crate::dto::ModelResponse;
 use chat_storage::{Database, PoolOptions};
 
 use crate::config::Settings;
@@ -26,6 +29,8 @@ pub enum StartupError {
     Hasher(#[from] chat_auth::AuthError),
     #[error("cannot listen on {address}: {source}")]
     Bind { address: String, source: std::io::Error },
+    #[error("model providers: {0}")]
+    Models(String),
     #[error("http server: {0}")]
     Server(#[source] std::io::Error),
 }
@@ -40,6 +45,40 @@ impl std::fmt::Debug for Application {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Application").field("address", &self.address).finish_non_exhaustive()
     }
+}
+
+/// What `GET /models` shows: each alias's first usable target, or its configured first target when
+/// none is usable.
+fn models_of(router: &Router, settings: &Settings) -> Vec<ModelResponse> {
+    router
+        .aliases()
+        .iter()
+        .map(|alias| {
+            let default = alias.name == settings.chat.default_model;
+            match alias.targets.first() {
+                Some(target) => ModelResponse {
+                    alias: alias.name.clone(),
+                    provider: target.provider.name().to_owned(),
+                    model: target.model.clone(),
+                    available: true,
+                    default,
+                    context_window: target.context_window,
+                },
+                None => {
+                    let configured =
+                        settings.llm.aliases.iter().find(|a| a.name == alias.name).and_then(|a| a.targets.first());
+                    ModelResponse {
+                        alias: alias.name.clone(),
+                        provider: configured.map_or_else(String::new, |t| t.provider.clone()),
+                        model: configured.map_or_else(String::new, |t| t.model.clone()),
+                        available: false,
+                        default,
+                        context_window: configured.map_or(0, |t| t.context_window),
+                    }
+                }
+            }
+        })
+        .collect()
 }
 
 fn cores() -> usize {
@@ -87,9 +126,18 @@ impl Application {
         };
         let hasher = PasswordHasher::new(settings.auth.bcrypt_cost, hashes)?;
 
+        let built = llm_providers::registry::build(&settings.llm).map_err(StartupError::Models)?;
+        for note in &built.notes {
+            tracing::info!("{note}");
+        }
+        let models = models_of(&built.router, &settings);
+        let chat = ChatSettings { system_prompt: settings.chat.system_prompt.clone() };
         let state = web::Data::new(AppState {
-            service: ChatService::new(db, hasher, tokens),
+            service: ChatService::new(db, hasher, tokens, built.router, chat),
             max_body_bytes: settings.server.max_body_bytes,
+            max_message_chars: settings.chat.max_message_chars,
+            default_model: settings.chat.default_model.clone(),
+            models,
         });
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let listener =

@@ -2,9 +2,17 @@
 
 use chat_service::ChatService;
 
+use crate::dto::ModelResponse;
+
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub service: ChatService,
     /// Bodies larger than this are refused with 413.
     pub max_body_bytes: usize,
+    /// The longest message `POST /chat` accepts, in characters.
+    pub max_message_chars: usize,
+    /// The alias used when a request names none.
+    pub default_model: String,
+    /// `GET /models`, computed once at start-up.
+    pub models: Vec<ModelResponse>,
 }

@@ -116,6 +116,18 @@ impl<'a> ObjectReader<'a> {
         }
     }
 
+    /// An optional boolean field: absent and `null` are both `None`.
+    pub fn optional_bool(&mut self, field: &str) -> Option<bool> {
+        match self.fields.get(field) {
+            None | Some(Value::Null) => None,
+            Some(Value::Bool(b)) => Some(*b),
+            Some(_) => {
+                self.errors.push(FieldError::new("bool_type", &["body", field], "Input should be a valid boolean"));
+                None
+            }
+        }
+    }
+
     fn string(&mut self, field: &str, value: &Value) -> Option<String> {
         match value {
             Value::String(s) => Some(s.clone()),

@@ -3,7 +3,7 @@
 use chat_domain::time::now_utc;
 use chat_domain::{ChatId, ChatTitle, UserId};
 use chat_storage::chats::{self, ChatPage, ChatSummary, NewChat};
-use chat_storage::{Message, messages};
+use chat_storage::{Message, PromptChange, messages};
 
 use crate::{ChatService, ServiceError};
 
@@ -17,12 +17,19 @@ fn not_found(raw: &str) -> ServiceError {
 }
 
 impl ChatService {
-    pub async fn create_chat(&self, user_id: UserId, title: Option<ChatTitle>) -> Result<ChatSummary, ServiceError> {
+    /// A new chat; `system_prompt` replaces the global one for its conversations.
+    pub async fn create_chat(
+        &self,
+        user_id: UserId,
+        title: Option<ChatTitle>,
+        system_prompt: Option<String>,
+    ) -> Result<ChatSummary, ServiceError> {
         let now = now_utc();
         let chat = NewChat {
             id: ChatId::new_random(),
             user_id,
             title: title.map(ChatTitle::into_inner),
+            system_prompt,
             created_at: now,
             updated_at: now,
         };
@@ -57,16 +64,18 @@ impl ChatService {
             .ok_or_else(|| not_found(chat_id))
     }
 
+    /// Renames the chat, and changes its system prompt when asked.
     pub async fn rename_chat(
         &self,
         user_id: UserId,
         chat_id: &str,
         title: ChatTitle,
+        prompt: PromptChange,
     ) -> Result<ChatSummary, ServiceError> {
         let id = parse_chat_id(chat_id)?;
         let now = now_utc();
         self.db
-            .run(move |c| chats::rename_chat_for_user(c, id, user_id, title.as_str(), now))
+            .run(move |c| chats::rename_chat_for_user(c, id, user_id, title.as_str(), prompt, now))
             .await?
             .ok_or_else(|| not_found(chat_id))
     }

@@ -2,6 +2,9 @@
 
 use chat_auth::{AuthError, TokenError};
 use chat_storage::StorageError;
+use llm_providers::router::RouteError;
+
+use crate::context::TooLarge;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -18,6 +21,15 @@ pub enum ServiceError {
     /// Missing, not the caller's, or not even a UUID: all the same to the caller.
     #[error("chat {chat_id:?} not found")]
     ChatNotFound { chat_id: String },
+    #[error("unknown model alias {requested:?}")]
+    UnknownModel { requested: String, known: Vec<String> },
+    #[error(transparent)]
+    MessageTooLarge(TooLarge),
+    #[error("a reply is already being generated in this chat")]
+    GenerationInProgress,
+    /// Every target of the alias failed; `error` holds the last failure.
+    #[error("model alias {alias:?} failed: {error}")]
+    Provider { alias: String, error: RouteError },
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error(transparent)]

@@ -18,7 +18,9 @@ fn service() -> (tempfile::TempDir, ChatService) {
         issuer: "test".into(),
         audience: "test".into(),
     });
-    (dir, ChatService::new(db, PasswordHasher::new(4, 2).unwrap(), tokens))
+    let router = llm_providers::router::Router::new(Vec::new());
+    let chat = chat_service::ChatSettings { system_prompt: None };
+    (dir, ChatService::new(db, PasswordHasher::new(4, 2).unwrap(), tokens, router, chat))
 }
 
 fn email(s: &str) -> Email {
@@ -64,12 +66,15 @@ async fn another_users_chat_is_not_found_for_every_use_case() {
     let (_dir, svc) = service();
     let owner = svc.register(email("own@example.com"), password("password123")).await.unwrap();
     let intruder = svc.register(email("int@example.com"), password("password123")).await.unwrap();
-    let chat = svc.create_chat(owner.id, None).await.unwrap();
+    let chat = svc.create_chat(owner.id, None, None).await.unwrap();
     let id = chat.chat.id.to_string();
     let title = || ChatTitle::parse_for_rename("mine now".into()).unwrap();
     assert!(matches!(svc.get_chat(intruder.id, &id).await, Err(ServiceError::ChatNotFound { .. })));
     assert!(matches!(svc.list_messages(intruder.id, &id, None).await, Err(ServiceError::ChatNotFound { .. })));
-    assert!(matches!(svc.rename_chat(intruder.id, &id, title()).await, Err(ServiceError::ChatNotFound { .. })));
+    assert!(matches!(
+        svc.rename_chat(intruder.id, &id, title(), chat_storage::PromptChange::Keep).await,
+        Err(ServiceError::ChatNotFound { .. })
+    ));
     assert!(matches!(svc.delete_chat(intruder.id, &id).await, Err(ServiceError::ChatNotFound { .. })));
     // Still there, unchanged, for its owner.
     let again = svc.get_chat(owner.id, &id).await.unwrap();

@@ -45,6 +45,7 @@ pub struct NewChat {
     #[diesel(serialize_as = String)]
     pub user_id: UserId,
     pub title: Option<String>,
+    pub system_prompt: Option<String>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
 }
@@ -125,20 +126,34 @@ fn message_counts(conn: &mut DbConnection, chats: &[Chat]) -> Result<HashMap<Str
     Ok(rows.into_iter().collect())
 }
 
-/// Sets the title and moves `updated_at`; `None` when the chat is not the user's.
+/// A chat's new system prompt: `Keep` leaves it, `Set(None)` clears it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PromptChange {
+    Keep,
+    Set(Option<String>),
+}
+
+/// Sets the title (and the system prompt, if asked) and moves `updated_at`; `None` when the chat is not
+/// the user's.
 pub fn rename_chat_for_user(
     conn: &mut DbConnection,
     chat_id: ChatId,
     user_id: UserId,
     title: &str,
+    prompt: PromptChange,
     now: NaiveDateTime,
 ) -> Result<Option<ChatSummary>, StorageError> {
     conn.transaction(|conn| {
-        let updated = diesel::update(
-            chats::table.filter(chats::id.eq(chat_id.to_string())).filter(chats::user_id.eq(user_id.to_string())),
-        )
-        .set((chats::title.eq(title), chats::updated_at.eq(now)))
-        .execute(conn)?;
+        let target =
+            chats::table.filter(chats::id.eq(chat_id.to_string())).filter(chats::user_id.eq(user_id.to_string()));
+        let updated = match prompt {
+            PromptChange::Keep => {
+                diesel::update(target).set((chats::title.eq(title), chats::updated_at.eq(now))).execute(conn)?
+            }
+            PromptChange::Set(prompt) => diesel::update(target)
+                .set((chats::title.eq(title), chats::system_prompt.eq(prompt), chats::updated_at.eq(now)))
+                .execute(conn)?,
+        };
         if updated == 0 {
             return Ok(None);
         }

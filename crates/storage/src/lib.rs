@@ -12,7 +12,7 @@ mod schema;
 mod url;
 pub mod users;
 
-pub use chats::{Chat, ChatPage, ChatSummary, NewChat};
+pub use chats::{Chat, ChatPage, ChatSummary, NewChat, PromptChange};
 pub use error::StorageError;
 pub use messages::{Message, NewMessage};
 pub use pool::{Database, DbConnection, PoolOptions, SqliteSynchronous};

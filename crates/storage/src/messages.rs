@@ -111,3 +111,20 @@ pub fn list_messages(
         None => query.load(conn)?,
     })
 }
+
+/// Up to `limit` of the chat's messages older than `before_id`, newest first: the history a context
+/// window is filled from, one page at a time.
+pub fn list_recent_messages(
+    conn: &mut DbConnection,
+    chat_id: ChatId,
+    before_id: i64,
+    limit: i64,
+) -> Result<Vec<Message>, StorageError> {
+    Ok(messages::table
+        .filter(messages::chat_id.eq(chat_id.to_string()))
+        .filter(messages::id.lt(before_id))
+        .order(messages::id.desc())
+        .limit(limit)
+        .select(Message::as_select())
+        .load(conn)?)
+}

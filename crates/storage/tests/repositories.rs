@@ -35,6 +35,7 @@ fn new_chat(db: &Database, user: UserId, title: &str) -> ChatId {
         id: ChatId::new_random(),
         user_id: user,
         title: Some(title.to_owned()),
+        system_prompt: None,
         created_at: now,
         updated_at: now,
     };
@@ -81,7 +82,18 @@ fn chats_are_only_found_by_their_owner() {
     let chat = new_chat(&db, alice, "Alice's");
     assert!(db.with_connection(|c| chats::find_chat_for_user(c, chat, alice)).unwrap().is_some());
     assert!(db.with_connection(|c| chats::find_chat_for_user(c, chat, bob)).unwrap().is_none());
-    assert!(db.with_connection(|c| chats::rename_chat_for_user(c, chat, bob, "x", now_utc())).unwrap().is_none());
+    assert!(
+        db.with_connection(|c| chats::rename_chat_for_user(
+            c,
+            chat,
+            bob,
+            "x",
+            chat_storage::PromptChange::Keep,
+            now_utc()
+        ))
+        .unwrap()
+        .is_none()
+    );
     assert!(!db.with_connection(|c| chats::delete_chat_for_user(c, chat, bob)).unwrap());
     assert!(db.with_connection(|c| chats::delete_chat_for_user(c, chat, alice)).unwrap());
 }

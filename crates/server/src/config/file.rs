@@ -1,5 +1,9 @@
 //! The shape of the optional TOML configuration file; unknown keys are refused so typos cannot pass silently.
 
+use std::collections::BTreeMap;
+
+use llm_providers::openai::MaxTokensField;
+use llm_providers::registry::ProviderKind;
 use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
@@ -14,6 +18,68 @@ pub(super) struct FileSettings {
     pub auth: FileAuth,
     #[serde(default)]
     pub log: FileLog,
+    #[serde(default)]
+    pub chat: FileChat,
+    #[serde(default)]
+    pub llm: FileLlm,
+    /// Providers by name; `groq`, `openai` and `anthropic` exist already and may be adjusted here.
+    #[serde(default)]
+    pub providers: BTreeMap<String, FileProvider>,
+    /// Aliases by name; one named like a built-in alias replaces it.
+    #[serde(default)]
+    pub aliases: BTreeMap<String, FileAlias>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileChat {
+    pub system_prompt: Option<String>,
+    pub max_message_chars: Option<String>,
+    pub default_model: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileLlm {
+    pub connect_timeout_ms: Option<String>,
+    pub first_token_timeout_ms: Option<String>,
+    pub total_timeout_ms: Option<String>,
+    pub offline_word_delay_ms: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileProvider {
+    pub kind: Option<ProviderKind>,
+    pub base_url: Option<String>,
+    pub api_key: Option<String>,
+    /// The name of an environment variable holding the key.
+    pub api_key_env: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub max_tokens_field: Option<MaxTokensField>,
+    pub anthropic_version: Option<String>,
+    pub requires_key: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileAlias {
+    pub targets: Vec<FileTarget>,
+    pub max_retries: Option<u32>,
+    pub initial_backoff_ms: Option<u64>,
+    pub max_backoff_ms: Option<u64>,
+    pub max_retry_after_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileTarget {
+    pub provider: String,
+    pub model: String,
+    pub context_window: u32,
+    pub max_output_tokens: u32,
+    pub temperature: Option<f32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -9,8 +9,12 @@ use chat_storage::{DatabaseLocation, SqliteSynchronous};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::file::{self, FileSettings};
-use super::{AppEnv, AuthSettings, DatabaseSettings, LogFormat, LogSettings, ServerSettings, Settings};
+use super::llm;
+use super::{AppEnv, AuthSettings, ChatConfig, DatabaseSettings, LogFormat, LogSettings, ServerSettings, Settings};
+use llm_providers::http::Timeouts;
 
+/// The original service's system prompt, kept as the default.
+const DEFAULT_SYSTEM_PROMPT: &str = "You are a helpful, friendly AI assistant. Answer clearly and concisely.";
 /// The shortest JWT secret accepted in production: 256 bits, as HS256 needs.
 const MIN_SECRET_BYTES: usize = 32;
 /// bcrypt costs below this are for tests: refused in production.
@@ -152,6 +156,77 @@ pub fn load(env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, ConfigError>
         format: r.pick("LOG_FORMAT", "log.format", file.log.format, LogFormat::Text, parse_log_format),
     };
 
+    let chat = ChatConfig {
+        system_prompt: r
+            .pick_optional("SYSTEM_PROMPT", "chat.system_prompt", file.chat.system_prompt, |s| Ok(s.to_owned()))
+            .or_else(|| Some(DEFAULT_SYSTEM_PROMPT.to_owned()))
+            .filter(|p| !p.trim().is_empty()),
+        max_message_chars: r.pick(
+            "MAX_MESSAGE_CHARS",
+            "chat.max_message_chars",
+            file.chat.max_message_chars,
+            32_000,
+            |s| parse_num(s, 1, 1_000_000),
+        ),
+        default_model: r.pick(
+            "DEFAULT_MODEL",
+            "chat.default_model",
+            file.chat.default_model,
+            "fast".to_owned(),
+            non_empty,
+        ),
+    };
+    let timeouts = Timeouts {
+        connect: r.pick(
+            "LLM_CONNECT_TIMEOUT_MS",
+            "llm.connect_timeout_ms",
+            file.llm.connect_timeout_ms,
+            Duration::from_secs(5),
+            |s| parse_num(s, 1, 600_000).map(Duration::from_millis),
+        ),
+        first_token: r.pick(
+            "LLM_FIRST_TOKEN_TIMEOUT_MS",
+            "llm.first_token_timeout_ms",
+            file.llm.first_token_timeout_ms,
+            Duration::from_secs(60),
+            |s| parse_num(s, 1, 3_600_000).map(Duration::from_millis),
+        ),
+        total: r.pick(
+            "LLM_TOTAL_TIMEOUT_MS",
+            "llm.total_timeout_ms",
+            file.llm.total_timeout_ms,
+            Duration::from_secs(300),
+            |s| parse_num(s, 1, 3_600_000).map(Duration::from_millis),
+        ),
+    };
+    let offline_word_delay = r.pick(
+        "OFFLINE_WORD_DELAY_MS",
+        "llm.offline_word_delay_ms",
+        file.llm.offline_word_delay_ms,
+        Duration::from_millis(15),
+        |s| parse_num(s, 0, 10_000).map(Duration::from_millis),
+    );
+    let providers = llm::providers(env, &file.providers, &mut r.problems);
+    let aliases = llm::aliases(&file.aliases, &providers, &mut r.problems);
+    if !aliases.iter().any(|a| a.name == chat.default_model) {
+        r.problems.push(format!("DEFAULT_MODEL: {:?} is not a configured model alias", chat.default_model));
+    }
+    let usable = providers.iter().any(|p| p.is_usable());
+    if production && !usable {
+        r.problems.push(
+            "GROQ_API_KEY: no LLM provider is configured; production needs a key (GROQ_API_KEY, OPENAI_API_KEY, \
+             ANTHROPIC_API_KEY) or a provider in CONFIG_FILE"
+                .to_owned(),
+        );
+    } else if !usable {
+        r.warnings.push(
+            "no LLM provider key is set: model aliases are served by the built-in offline model, whose replies are \
+             not from an LLM (set GROQ_API_KEY for real answers)"
+                .to_owned(),
+        );
+    }
+    let llm = llm::registry(providers, aliases, timeouts, (!production).then_some(offline_word_delay));
+
     match &auth.jwt_secret_key {
         None if production => r.problems.push(
             "JWT_SECRET_KEY: required when APP_ENV=production (at least 32 bytes, e.g. `openssl rand -hex 32`)"
@@ -179,7 +254,7 @@ pub fn load(env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, ConfigError>
     if !r.problems.is_empty() {
         return Err(ConfigError { problems: r.problems });
     }
-    Ok(Loaded { settings: Settings { app_env, server, database, auth, log }, warnings: r.warnings })
+    Ok(Loaded { settings: Settings { app_env, server, database, auth, log, chat, llm }, warnings: r.warnings })
 }
 
 struct Resolver<'a> {
@@ -312,10 +387,20 @@ mod tests {
         assert!(missing.to_string().contains("JWT_SECRET_KEY: required"));
         let short = load_with(&[("APP_ENV", "production"), ("JWT_SECRET_KEY", "short")]).unwrap_err();
         assert!(short.to_string().contains("too short"));
-        let cheap = load_with(&[("APP_ENV", "production"), ("JWT_SECRET_KEY", &"k".repeat(32)), ("BCRYPT_COST", "4")])
-            .unwrap_err();
+        let cheap = load_with(&[
+            ("APP_ENV", "production"),
+            ("JWT_SECRET_KEY", &"k".repeat(32)),
+            ("BCRYPT_COST", "4"),
+            ("GROQ_API_KEY", "gsk_x"),
+        ])
+        .unwrap_err();
         assert!(cheap.to_string().contains("BCRYPT_COST"));
-        assert!(load_with(&[("APP_ENV", "production"), ("JWT_SECRET_KEY", &"k".repeat(32))]).is_ok());
+        let no_provider = load_with(&[("APP_ENV", "production"), ("JWT_SECRET_KEY", &"k".repeat(32))]).unwrap_err();
+        assert!(no_provider.to_string().contains("no LLM provider is configured"), "{no_provider}");
+        assert!(
+            load_with(&[("APP_ENV", "production"), ("JWT_SECRET_KEY", &"k".repeat(32)), ("GROQ_API_KEY", "gsk_x")])
+                .is_ok()
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Typed settings, layered as defaults, then the optional TOML file (`CONFIG_FILE`), then the environment.
 
 mod file;
+mod llm;
 mod load;
 
 use std::time::Duration;
@@ -32,6 +33,19 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub auth: AuthSettings,
     pub log: LogSettings,
+    pub chat: ChatConfig,
+    /// Providers, aliases and timeouts of the model layer.
+    pub llm: llm_providers::registry::RegistrySettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct ChatConfig {
+    /// Sent first in every context (a chat's own prompt replaces it); `None` sends none.
+    pub system_prompt: Option<String>,
+    /// The longest message `POST /chat` accepts, in characters.
+    pub max_message_chars: usize,
+    /// The alias used when a request names none.
+    pub default_model: String,
 }
 
 #[derive(Debug, Clone)]

@@ -2,6 +2,7 @@
 
 use actix_web::{HttpResponse, web};
 use chat_domain::{ChatTitle, TitleError};
+use chat_storage::PromptChange;
 use utoipa::IntoParams;
 
 use crate::dto::{
@@ -38,6 +39,19 @@ pub struct ListMessagesQuery {
     limit: Option<i64>,
 }
 
+/// The longest system prompt a chat may carry, in characters.
+const MAX_SYSTEM_PROMPT_CHARS: usize = 8000;
+
+/// The optional `system_prompt` field: `None` when absent, `Some(None)` for `""` (no prompt of its own).
+fn system_prompt(reader: &mut ObjectReader<'_>) -> Option<Option<String>> {
+    let raw = reader.optional_str("system_prompt")?;
+    if raw.chars().count() > MAX_SYSTEM_PROMPT_CHARS {
+        reader.push(FieldError::too_long(&["body", "system_prompt"], MAX_SYSTEM_PROMPT_CHARS));
+        return None;
+    }
+    Some(Some(raw).filter(|p| !p.trim().is_empty()))
+}
+
 fn title_error(err: TitleError) -> FieldError {
     let loc = ["body", "title"];
     match err {
@@ -61,18 +75,19 @@ pub async fn create_chat(
     AuthUser(user): AuthUser,
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
-    let title = match body.0 {
-        None | Some(serde_json::Value::Null) => None,
+    let (title, system_prompt) = match body.0 {
+        None | Some(serde_json::Value::Null) => (None, None),
         Some(ref value) => {
             let mut reader = ObjectReader::new(Some(value))?;
             let title = reader
                 .optional_str("title")
                 .and_then(|raw| ChatTitle::parse_for_create(raw).map_err(|err| reader.push(title_error(err))).ok());
+            let system_prompt = system_prompt(&mut reader).flatten();
             reader.finish()?;
-            title
+            (title, system_prompt)
         }
     };
-    let chat = state.service.create_chat(user.id, title).await?;
+    let chat = state.service.create_chat(user.id, title, system_prompt).await?;
     Ok(HttpResponse::Created().json(ChatResponse::from(&chat)))
 }
 
@@ -164,11 +179,15 @@ pub async fn update_chat(
     let title = reader
         .required_str("title")
         .and_then(|raw| ChatTitle::parse_for_rename(raw).map_err(|err| reader.push(title_error(err))).ok());
+    let prompt = match system_prompt(&mut reader) {
+        None => PromptChange::Keep,
+        Some(prompt) => PromptChange::Set(prompt),
+    };
     reader.finish()?;
     let Some(title) = title else {
         return Err(ApiError::Internal("validated title missing".into()));
     };
-    let chat = state.service.rename_chat(user.id, &chat_id, title).await?;
+    let chat = state.service.rename_chat(user.id, &chat_id, title, prompt).await?;
     Ok(HttpResponse::Ok().json(ChatResponse::from(&chat)))
 }
 

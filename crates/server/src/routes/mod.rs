@@ -1,6 +1,7 @@
 //! The route table: every path, in one place, with the few that need no token listed in `PUBLIC_ROUTES`.
 
 pub mod auth;
+pub mod chat;
 pub mod chats;
 pub mod meta;
 
@@ -46,6 +47,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::delete().to(chats::delete_chat)),
         )
         .service(resource("/chats/{chat_id}/messages").route(web::get().to(chats::list_messages)))
+        .service(resource("/chat").route(web::post().to(chat::send_message)))
+        .service(resource("/models").route(web::get().to(chat::list_models)))
         .service(resource("/docs").route(web::get().to(meta::docs_redirect)))
         .service(
             SwaggerUi::new("/docs/{_:.*}")
