@@ -1,21 +1,15 @@
 //! The Anthropic Messages API adapter (`POST /v1/messages`), spoken natively: its wire format is not OpenAI's.
 
-use std::collections::VecDeque;
 use std::fmt;
-use std::time::Instant;
 
-use futures_util::future::BoxFuture;
-use futures_util::{Stream, StreamExt, stream};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use crate::http::{Awaiting, Timeouts, send, transport_error, upstream_message, with_deadlines};
-use crate::sse::{SseEvent, events};
-use crate::{
-    ChatMessage, ChatProvider, ChatRole, ChunkStream, Completion, CompletionRequest, FinishReason, ProviderError,
-    StreamChunk, Usage,
-};
+use crate::http::{Timeouts, upstream_message};
+use crate::http_provider::{Endpoint, Wire};
+use crate::sse::{EventParser, SseEvent, Step};
+use crate::{ChatMessage, ChatRole, Completion, CompletionRequest, FinishReason, ProviderError, StreamChunk, Usage};
 
 pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
 /// The `anthropic-version` this adapter is written against.
@@ -63,11 +57,7 @@ impl fmt::Debug for AnthropicConfig {
 
 #[derive(Debug)]
 pub struct Anthropic {
-    name: String,
-    url: String,
-    headers: HeaderMap,
-    timeouts: Timeouts,
-    client: reqwest::Client,
+    endpoint: Endpoint,
 }
 
 impl Anthropic {
@@ -92,34 +82,19 @@ impl Anthropic {
                 .map_err(|_| format!("provider {name}: invalid value for header {header}"))?;
             headers.insert(header, value);
         }
-        Ok(Self {
+        let endpoint = Endpoint {
             url: format!("{}/v1/messages", config.base_url.trim_end_matches('/')),
             name: config.name,
             headers,
             timeouts: config.timeouts,
             client,
-        })
-    }
-
-    fn body<'a>(&self, request: &'a CompletionRequest, stream: bool) -> WireRequest<'a> {
-        let (system, messages) = conversation(&request.messages);
-        WireRequest {
-            model: &request.model,
-            max_tokens: request.max_output_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
-            messages,
-            system,
-            temperature: request.temperature,
-            stream,
-        }
-    }
-
-    fn post(&self, body: &WireRequest<'_>) -> reqwest::RequestBuilder {
-        self.client.post(&self.url).headers(self.headers.clone()).timeout(self.timeouts.total).json(body)
+        };
+        Ok(Self { endpoint })
     }
 }
 
 #[derive(Serialize)]
-struct WireRequest<'a> {
+pub(crate) struct WireRequest<'a> {
     model: &'a str,
     max_tokens: u32,
     messages: Vec<WireMessage>,
@@ -201,23 +176,52 @@ impl WireUsage {
     }
 }
 
-fn parse_completion(body: &str) -> Result<Completion, ProviderError> {
-    let wire: WireResponse =
-        serde_json::from_str(body).map_err(|err| ProviderError::UnusableAnswer(format!("malformed JSON: {err}")))?;
-    // Citations split one answer into several text blocks; other block types (tool use, thinking) are not text.
-    let text: String =
-        wire.content.iter().filter(|block| block.kind == "text").filter_map(|block| block.text.as_deref()).collect();
-    if text.is_empty() {
-        return Err(ProviderError::UnusableAnswer("the answer has no text".into()));
+impl Wire for Anthropic {
+    type Body<'a> = WireRequest<'a>;
+    type Parser = Progress;
+
+    fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
     }
-    Ok(Completion {
-        text,
-        usage: wire.usage.map(|u| Usage {
-            prompt_tokens: u.prompt_tokens().unwrap_or(0),
-            completion_tokens: u.output_tokens.unwrap_or(0),
-        }),
-        finish_reason: wire.stop_reason.as_deref().map(FinishReason::from_provider),
-    })
+
+    fn body<'a>(&self, request: &'a CompletionRequest, stream: bool) -> WireRequest<'a> {
+        let (system, messages) = conversation(&request.messages);
+        WireRequest {
+            model: &request.model,
+            max_tokens: request.max_output_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+            messages,
+            system,
+            temperature: request.temperature,
+            stream,
+        }
+    }
+
+    fn parse_completion(body: &str) -> Result<Completion, ProviderError> {
+        let wire: WireResponse = serde_json::from_str(body)
+            .map_err(|err| ProviderError::UnusableAnswer(format!("malformed JSON: {err}")))?;
+        // Citations split one answer into several text blocks; other block types (tool use, thinking) are not text.
+        let text: String = wire
+            .content
+            .iter()
+            .filter(|block| block.kind == "text")
+            .filter_map(|block| block.text.as_deref())
+            .collect();
+        if text.is_empty() {
+            return Err(ProviderError::UnusableAnswer("the answer has no text".into()));
+        }
+        Ok(Completion {
+            text,
+            usage: wire.usage.map(|u| Usage {
+                prompt_tokens: u.prompt_tokens().unwrap_or(0),
+                completion_tokens: u.output_tokens.unwrap_or(0),
+            }),
+            finish_reason: wire.stop_reason.as_deref().map(FinishReason::from_provider),
+        })
+    }
+
+    fn event_parser() -> Progress {
+        Progress::default()
+    }
 }
 
 /// The fields of Anthropic's stream events that this adapter reads; which are set depends on the event.
@@ -259,13 +263,10 @@ fn parse(event: &SseEvent) -> Result<WireEvent, ProviderError> {
 }
 
 /// What a stream has learnt so far: the token counts arrive split over `message_start` and `message_delta`.
-#[derive(Default)]
-struct Progress {
+#[derive(Debug, Default)]
+pub(crate) struct Progress {
     prompt_tokens: Option<u32>,
     completion_tokens: Option<u32>,
-    finished: bool,
-    /// `message_stop` arrived: the answer is whole.
-    complete: bool,
 }
 
 impl Progress {
@@ -274,42 +275,37 @@ impl Progress {
         self.prompt_tokens = usage.prompt_tokens().or(self.prompt_tokens);
         self.completion_tokens = usage.output_tokens.or(self.completion_tokens);
     }
+}
 
-    /// The chunks one event carries.
-    fn on_event(&mut self, event: &SseEvent) -> Result<Vec<StreamChunk>, ProviderError> {
+impl EventParser for Progress {
+    /// The chunks one event carries; `message_stop` ends the answer.
+    fn on_event(&mut self, event: &SseEvent) -> Result<Step, ProviderError> {
         match event.event.as_str() {
             "message_start" => {
                 self.absorb(parse(event)?.message.and_then(|m| m.usage));
-                Ok(Vec::new())
+                Ok(Step::Chunks(Vec::new()))
             }
             "content_block_delta" => {
                 // Other deltas (`input_json_delta`, `thinking_delta`, ...) carry no answer text.
                 let WireDelta { kind, text, .. } = parse(event)?.delta;
                 let text = text.filter(|text| kind.as_deref() == Some("text_delta") && !text.is_empty());
-                Ok(text.map(StreamChunk::Text).into_iter().collect())
+                Ok(Step::Chunks(text.map(StreamChunk::Text).into_iter().collect()))
             }
             "message_delta" => {
                 let WireEvent { delta, usage, .. } = parse(event)?;
                 // Its counts are cumulative: they replace those of `message_start`.
                 self.absorb(usage);
-                let Some(reason) = delta.stop_reason else { return Ok(Vec::new()) };
-                self.finished = true;
-                Ok(vec![StreamChunk::Finish(FinishReason::from_provider(&reason))])
+                let finish = delta.stop_reason.map(|reason| StreamChunk::Finish(FinishReason::from_provider(&reason)));
+                Ok(Step::Chunks(finish.into_iter().collect()))
             }
             "message_stop" => {
-                self.complete = true;
-                let mut out = Vec::new();
-                if !self.finished {
-                    out.push(StreamChunk::Finish(FinishReason::Stop));
-                }
-                // Sent once, here, so that several `message_delta` events cannot yield several counts.
-                if self.prompt_tokens.is_some() || self.completion_tokens.is_some() {
-                    out.push(StreamChunk::Usage(Usage {
-                        prompt_tokens: self.prompt_tokens.unwrap_or(0),
-                        completion_tokens: self.completion_tokens.unwrap_or(0),
-                    }));
-                }
-                Ok(out)
+                // Sent once, here, so that several `message_delta` events cannot yield several counts (the shared
+                // loop puts a `stop` finish before it if no stop reason came).
+                let usage = (self.prompt_tokens.is_some() || self.completion_tokens.is_some()).then(|| Usage {
+                    prompt_tokens: self.prompt_tokens.unwrap_or(0),
+                    completion_tokens: self.completion_tokens.unwrap_or(0),
+                });
+                Ok(Step::End(usage.map(StreamChunk::Usage).into_iter().collect()))
             }
             "error" => {
                 let kind = parse(event).ok().and_then(|e| e.error).map(|e| e.kind);
@@ -318,73 +314,15 @@ impl Progress {
                 Err(ProviderError::Upstream { status, message: upstream_message(&event.data) })
             }
             // `ping`, `content_block_start`/`_stop`, and the event types Anthropic says it may add.
-            _ => Ok(Vec::new()),
+            _ => Ok(Step::Chunks(Vec::new())),
         }
-    }
-}
-
-/// Normalizes Anthropic's event stream: it ends at `message_stop`, and one that ends before it is an error
-/// rather than a silently shortened answer.
-fn normalize(events: impl Stream<Item = Result<SseEvent, ProviderError>> + Send + 'static) -> ChunkStream {
-    struct State<S> {
-        events: std::pin::Pin<Box<S>>,
-        pending: VecDeque<StreamChunk>,
-        progress: Progress,
-        over: bool,
-    }
-    let state =
-        State { events: Box::pin(events), pending: VecDeque::new(), progress: Progress::default(), over: false };
-    Box::pin(stream::unfold(state, |mut st| async move {
-        loop {
-            if let Some(chunk) = st.pending.pop_front() {
-                return Some((Ok(chunk), st));
-            }
-            if st.over {
-                return None;
-            }
-            let failure = match st.events.next().await {
-                Some(Ok(event)) => match st.progress.on_event(&event) {
-                    Ok(chunks) => {
-                        st.pending.extend(chunks);
-                        st.over = st.progress.complete;
-                        continue;
-                    }
-                    Err(err) => err,
-                },
-                Some(Err(err)) => err,
-                None => ProviderError::UnusableAnswer("the stream ended before the answer was complete".into()),
-            };
-            st.over = true;
-            return Some((Err(failure), st));
-        }
-    }))
-}
-
-impl ChatProvider for Anthropic {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn complete<'a>(&'a self, request: &'a CompletionRequest) -> BoxFuture<'a, Result<Completion, ProviderError>> {
-        Box::pin(async move {
-            let response = send(self.post(&self.body(request, false)), &self.timeouts, Awaiting::WholeAnswer).await?;
-            let text = response.text().await.map_err(|err| transport_error(&err))?;
-            parse_completion(&text)
-        })
-    }
-
-    fn stream<'a>(&'a self, request: &'a CompletionRequest) -> BoxFuture<'a, Result<ChunkStream, ProviderError>> {
-        Box::pin(async move {
-            let started = Instant::now();
-            let response = send(self.post(&self.body(request, true)), &self.timeouts, Awaiting::Stream).await?;
-            Ok(with_deadlines(normalize(events(response)), started, self.timeouts))
-        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::{StreamExt, stream};
 
     fn message(role: ChatRole, content: &str) -> ChatMessage {
         ChatMessage::new(role, content)
@@ -400,7 +338,7 @@ mod tests {
     }
 
     async fn run(events: Vec<SseEvent>) -> Vec<Result<StreamChunk, ProviderError>> {
-        normalize(stream::iter(events.into_iter().map(Ok))).collect().await
+        crate::sse::normalize(stream::iter(events.into_iter().map(Ok)), Progress::default()).collect().await
     }
 
     #[test]
@@ -426,7 +364,7 @@ mod tests {
     #[test]
     fn request_body_has_the_required_max_tokens_and_omits_unset_fields() {
         let provider = Anthropic::new(AnthropicConfig::default(), reqwest::Client::new()).unwrap();
-        assert_eq!(provider.url, "https://api.anthropic.com/v1/messages");
+        assert_eq!(provider.endpoint.url, "https://api.anthropic.com/v1/messages");
         let request = CompletionRequest {
             model: "claude-x".into(),
             messages: vec![message(ChatRole::User, "hi")],
@@ -461,14 +399,14 @@ mod tests {
                        {"type":"text","text":"world"}],
             "stop_reason":"max_tokens","stop_sequence":null,
             "usage":{"input_tokens":12,"cache_read_input_tokens":3,"output_tokens":4}}"#;
-        let completion = parse_completion(ok).unwrap();
+        let completion = Anthropic::parse_completion(ok).unwrap();
         assert_eq!(completion.text, "Hello\nworld");
         assert_eq!(completion.usage, Some(Usage { prompt_tokens: 15, completion_tokens: 4 }));
         assert_eq!(completion.finish_reason, Some(FinishReason::Length));
         let empty =
             r#"{"type":"message","content":[],"stop_reason":"end_turn","usage":{"input_tokens":1,"output_tokens":0}}"#;
-        assert!(matches!(parse_completion(empty), Err(ProviderError::UnusableAnswer(_))));
-        assert!(matches!(parse_completion("{oops"), Err(ProviderError::UnusableAnswer(_))));
+        assert!(matches!(Anthropic::parse_completion(empty), Err(ProviderError::UnusableAnswer(_))));
+        assert!(matches!(Anthropic::parse_completion("{oops"), Err(ProviderError::UnusableAnswer(_))));
     }
 
     #[tokio::test]

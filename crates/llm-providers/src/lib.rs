@@ -4,6 +4,7 @@
 pub mod anthropic;
 mod error;
 pub mod http;
+mod http_provider;
 pub mod offline;
 pub mod openai;
 mod provider;

@@ -1,20 +1,16 @@
 //! The OpenAI-compatible chat-completions adapter: Groq, OpenAI, and any compatible server (Ollama, vLLM, ...).
 
 use std::fmt;
-use std::time::Instant;
 
-use futures_util::future::BoxFuture;
-use futures_util::{StreamExt, stream};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::http::{Awaiting, Timeouts, send, transport_error, with_deadlines};
-use crate::sse::{SseEvent, events};
-use crate::{
-    ChatProvider, ChunkStream, Completion, CompletionRequest, FinishReason, ProviderError, StreamChunk, Usage,
-};
+use crate::http::Timeouts;
+use crate::http_provider::{Endpoint, Wire};
+use crate::sse::{SseEvent, Step};
+use crate::{Completion, CompletionRequest, FinishReason, ProviderError, StreamChunk, Usage};
 
 /// Which request field carries the output limit: OpenAI and Groq now take `max_completion_tokens`
 /// (OpenAI's reasoning models refuse `max_tokens`); older compatible servers know only `max_tokens`.
@@ -50,12 +46,8 @@ impl fmt::Debug for OpenAiConfig {
 
 #[derive(Debug)]
 pub struct OpenAiCompatible {
-    name: String,
-    url: String,
-    headers: HeaderMap,
+    endpoint: Endpoint,
     max_tokens_field: MaxTokensField,
-    timeouts: Timeouts,
-    client: reqwest::Client,
 }
 
 impl OpenAiCompatible {
@@ -77,41 +69,14 @@ impl OpenAiCompatible {
             value.set_sensitive(true);
             headers.insert(name, value);
         }
-        Ok(Self {
+        let endpoint = Endpoint {
             url: format!("{}/chat/completions", config.base_url.trim_end_matches('/')),
             name: config.name,
             headers,
-            max_tokens_field: config.max_tokens_field,
             timeouts: config.timeouts,
             client,
-        })
-    }
-
-    fn body(&self, request: &CompletionRequest, stream: bool) -> Value {
-        let messages: Vec<WireMessage<'_>> =
-            request.messages.iter().map(|m| WireMessage { role: m.role.as_str(), content: &m.content }).collect();
-        let mut body = serde_json::json!({ "model": request.model, "messages": messages, "stream": stream });
-        if let Some(limit) = request.max_output_tokens {
-            let field = match self.max_tokens_field {
-                MaxTokensField::MaxTokens => "max_tokens",
-                MaxTokensField::MaxCompletionTokens => "max_completion_tokens",
-            };
-            body[field] = limit.into();
-        }
-        if let Some(temperature) = request.temperature {
-            // Through its shortest decimal form, so 0.7f32 goes out as 0.7, not 0.699999988079071.
-            let exact = temperature.to_string().parse::<f64>().unwrap_or(f64::from(temperature));
-            body["temperature"] = serde_json::json!(exact);
-        }
-        if stream {
-            // Without it, streamed answers carry no token counts.
-            body["stream_options"] = serde_json::json!({ "include_usage": true });
-        }
-        body
-    }
-
-    fn post(&self, body: &Value) -> reqwest::RequestBuilder {
-        self.client.post(&self.url).headers(self.headers.clone()).timeout(self.timeouts.total).json(body)
+        };
+        Ok(Self { endpoint, max_tokens_field: config.max_tokens_field })
     }
 }
 
@@ -167,36 +132,71 @@ struct WireGroq {
     usage: Option<WireUsage>,
 }
 
-fn parse_completion(body: &str) -> Result<Completion, ProviderError> {
-    let wire: WireCompletion =
-        serde_json::from_str(body).map_err(|err| ProviderError::UnusableAnswer(format!("malformed JSON: {err}")))?;
-    let choice = wire.choices.into_iter().next().ok_or_else(|| ProviderError::UnusableAnswer("no choices".into()))?;
-    let text = choice
-        .message
-        .and_then(|m| m.content)
-        .filter(|text| !text.is_empty())
-        .ok_or_else(|| ProviderError::UnusableAnswer("the answer has no content".into()))?;
-    Ok(Completion {
-        text,
-        usage: wire.usage.map(Usage::from),
-        finish_reason: choice.finish_reason.as_deref().map(FinishReason::from_provider),
-    })
+impl Wire for OpenAiCompatible {
+    type Body<'a> = Value;
+    type Parser = fn(&SseEvent) -> Result<Step, ProviderError>;
+
+    fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    fn body(&self, request: &CompletionRequest, stream: bool) -> Value {
+        let messages: Vec<WireMessage<'_>> =
+            request.messages.iter().map(|m| WireMessage { role: m.role.as_str(), content: &m.content }).collect();
+        let mut body = serde_json::json!({ "model": request.model, "messages": messages, "stream": stream });
+        if let Some(limit) = request.max_output_tokens {
+            let field = match self.max_tokens_field {
+                MaxTokensField::MaxTokens => "max_tokens",
+                MaxTokensField::MaxCompletionTokens => "max_completion_tokens",
+            };
+            body[field] = limit.into();
+        }
+        if let Some(temperature) = request.temperature {
+            // Through its shortest decimal form, so 0.7f32 goes out as 0.7, not 0.699999988079071.
+            let exact = temperature.to_string().parse::<f64>().unwrap_or(f64::from(temperature));
+            body["temperature"] = serde_json::json!(exact);
+        }
+        if stream {
+            // Without it, streamed answers carry no token counts.
+            body["stream_options"] = serde_json::json!({ "include_usage": true });
+        }
+        body
+    }
+
+    fn parse_completion(body: &str) -> Result<Completion, ProviderError> {
+        let wire: WireCompletion = serde_json::from_str(body)
+            .map_err(|err| ProviderError::UnusableAnswer(format!("malformed JSON: {err}")))?;
+        let choice =
+            wire.choices.into_iter().next().ok_or_else(|| ProviderError::UnusableAnswer("no choices".into()))?;
+        let text = choice
+            .message
+            .and_then(|m| m.content)
+            .filter(|text| !text.is_empty())
+            .ok_or_else(|| ProviderError::UnusableAnswer("the answer has no content".into()))?;
+        Ok(Completion {
+            text,
+            usage: wire.usage.map(Usage::from),
+            finish_reason: choice.finish_reason.as_deref().map(FinishReason::from_provider),
+        })
+    }
+
+    fn event_parser() -> Self::Parser {
+        parse_event
+    }
 }
 
-/// The chunks one SSE event carries; `None` for the `[DONE]` sentinel.
-fn parse_event(event: &SseEvent) -> Option<Result<Vec<StreamChunk>, ProviderError>> {
+/// The chunks one SSE event carries; the `[DONE]` sentinel ends the answer. Stateless: every event stands alone.
+fn parse_event(event: &SseEvent) -> Result<Step, ProviderError> {
     let data = event.data.trim();
     if data == "[DONE]" {
-        return None;
+        return Ok(Step::End(Vec::new()));
     }
-    let chunk: WireChunk = match serde_json::from_str(data) {
-        Ok(chunk) => chunk,
-        Err(err) => return Some(Err(ProviderError::UnusableAnswer(format!("malformed stream chunk: {err}")))),
-    };
+    let chunk: WireChunk = serde_json::from_str(data)
+        .map_err(|err| ProviderError::UnusableAnswer(format!("malformed stream chunk: {err}")))?;
     if let Some(error) = chunk.error {
         let message = crate::http::upstream_message(&error.to_string());
         // An error reported inside a 200 stream: the provider failed while answering.
-        return Some(Err(ProviderError::Upstream { status: 500, message }));
+        return Err(ProviderError::Upstream { status: 500, message });
     }
     let mut out = Vec::new();
     for choice in chunk.choices {
@@ -210,87 +210,13 @@ fn parse_event(event: &SseEvent) -> Option<Result<Vec<StreamChunk>, ProviderErro
     if let Some(usage) = chunk.usage.or_else(|| chunk.x_groq.and_then(|g| g.usage)) {
         out.push(StreamChunk::Usage(usage.into()));
     }
-    Some(Ok(out))
-}
-
-/// Normalizes an SSE stream: ends at `[DONE]` (adding a `stop` finish when the provider sent none), and
-/// a stream that ends before `[DONE]` is an error rather than a silently shortened answer.
-pub(crate) fn normalize(
-    events: impl futures_util::Stream<Item = Result<SseEvent, ProviderError>> + Send + 'static,
-) -> ChunkStream {
-    struct State<S> {
-        events: std::pin::Pin<Box<S>>,
-        pending: std::collections::VecDeque<StreamChunk>,
-        finished: bool,
-        over: bool,
-    }
-    let state = State { events: Box::pin(events), pending: Default::default(), finished: false, over: false };
-    Box::pin(stream::unfold(state, |mut st| async move {
-        loop {
-            if let Some(chunk) = st.pending.pop_front() {
-                if matches!(chunk, StreamChunk::Finish(_)) {
-                    st.finished = true;
-                }
-                return Some((Ok(chunk), st));
-            }
-            if st.over {
-                return None;
-            }
-            match st.events.next().await {
-                Some(Ok(event)) => match parse_event(&event) {
-                    Some(Ok(chunks)) => st.pending.extend(chunks),
-                    Some(Err(err)) => {
-                        st.over = true;
-                        return Some((Err(err), st));
-                    }
-                    None => {
-                        st.over = true;
-                        if !st.finished {
-                            st.pending.push_back(StreamChunk::Finish(FinishReason::Stop));
-                        }
-                    }
-                },
-                Some(Err(err)) => {
-                    st.over = true;
-                    return Some((Err(err), st));
-                }
-                None => {
-                    st.over = true;
-                    return Some((
-                        Err(ProviderError::UnusableAnswer("the stream ended before the answer was complete".into())),
-                        st,
-                    ));
-                }
-            }
-        }
-    }))
-}
-
-impl ChatProvider for OpenAiCompatible {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn complete<'a>(&'a self, request: &'a CompletionRequest) -> BoxFuture<'a, Result<Completion, ProviderError>> {
-        Box::pin(async move {
-            let response = send(self.post(&self.body(request, false)), &self.timeouts, Awaiting::WholeAnswer).await?;
-            let text = response.text().await.map_err(|err| transport_error(&err))?;
-            parse_completion(&text)
-        })
-    }
-
-    fn stream<'a>(&'a self, request: &'a CompletionRequest) -> BoxFuture<'a, Result<ChunkStream, ProviderError>> {
-        Box::pin(async move {
-            let started = Instant::now();
-            let response = send(self.post(&self.body(request, true)), &self.timeouts, Awaiting::Stream).await?;
-            Ok(with_deadlines(normalize(events(response)), started, self.timeouts))
-        })
-    }
+    Ok(Step::Chunks(out))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::{StreamExt, stream};
 
     fn event(data: &str) -> SseEvent {
         SseEvent { event: "message".into(), data: data.into() }
@@ -300,38 +226,41 @@ mod tests {
     fn parses_a_completion_and_refuses_null_content() {
         let ok = r#"{"choices":[{"index":0,"message":{"role":"assistant","content":"Hi\nthere"},"finish_reason":"stop"}],
                     "usage":{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12}}"#;
-        let completion = parse_completion(ok).unwrap();
+        let completion = OpenAiCompatible::parse_completion(ok).unwrap();
         assert_eq!(completion.text, "Hi\nthere");
         assert_eq!(completion.usage, Some(Usage { prompt_tokens: 9, completion_tokens: 3 }));
         assert_eq!(completion.finish_reason, Some(FinishReason::Stop));
         let null = r#"{"choices":[{"index":0,"message":{"role":"assistant","content":null},"finish_reason":"stop"}]}"#;
-        assert!(matches!(parse_completion(null), Err(ProviderError::UnusableAnswer(_))));
-        assert!(matches!(parse_completion("{not json"), Err(ProviderError::UnusableAnswer(_))));
-        assert!(matches!(parse_completion(r#"{"choices":[]}"#), Err(ProviderError::UnusableAnswer(_))));
+        assert!(matches!(OpenAiCompatible::parse_completion(null), Err(ProviderError::UnusableAnswer(_))));
+        assert!(matches!(OpenAiCompatible::parse_completion("{not json"), Err(ProviderError::UnusableAnswer(_))));
+        assert!(matches!(
+            OpenAiCompatible::parse_completion(r#"{"choices":[]}"#),
+            Err(ProviderError::UnusableAnswer(_))
+        ));
     }
 
     #[test]
     fn parses_stream_chunks_including_groq_usage() {
         let text = parse_event(&event(r#"{"choices":[{"index":0,"delta":{"content":"Hel"},"finish_reason":null}]}"#));
-        assert_eq!(text.unwrap().unwrap(), [StreamChunk::Text("Hel".into())]);
+        assert_eq!(text.unwrap(), Step::Chunks(vec![StreamChunk::Text("Hel".into())]));
         let groq = parse_event(&event(
             r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"x_groq":{"usage":{"prompt_tokens":5,"completion_tokens":2}}}"#,
         ));
         assert_eq!(
-            groq.unwrap().unwrap(),
-            [
+            groq.unwrap(),
+            Step::Chunks(vec![
                 StreamChunk::Finish(FinishReason::Stop),
                 StreamChunk::Usage(Usage { prompt_tokens: 5, completion_tokens: 2 })
-            ]
+            ])
         );
-        assert!(parse_event(&event("[DONE]")).is_none());
-        assert!(parse_event(&event("{oops")).unwrap().is_err());
+        assert_eq!(parse_event(&event("[DONE]")).unwrap(), Step::End(Vec::new()));
+        assert!(parse_event(&event("{oops")).is_err());
     }
 
     #[tokio::test]
     async fn a_stream_without_done_is_an_error_not_a_short_answer() {
         let events = stream::iter(vec![Ok(event(r#"{"choices":[{"index":0,"delta":{"content":"Hi"}}]}"#))]);
-        let chunks: Vec<_> = normalize(events).collect().await;
+        let chunks: Vec<_> = crate::sse::normalize(events, parse_event).collect().await;
         assert_eq!(chunks.len(), 2);
         assert!(matches!(chunks[1], Err(ProviderError::UnusableAnswer(_))));
     }
@@ -347,7 +276,7 @@ mod tests {
             timeouts: Timeouts::default(),
         };
         let provider = OpenAiCompatible::new(config, reqwest::Client::new()).unwrap();
-        assert_eq!(provider.url, "http://x/v1/chat/completions");
+        assert_eq!(provider.endpoint.url, "http://x/v1/chat/completions");
         let request = CompletionRequest {
             model: "m".into(),
             messages: vec![crate::ChatMessage::new(crate::ChatRole::User, "hi")],
