@@ -181,7 +181,9 @@ async fn the_provider_gets_the_aliases_model_the_system_prompt_and_the_message()
     assert_eq!(first.body["model"], "llama-3.1-8b-instant");
     assert_eq!(first.body["max_completion_tokens"], 2048);
     assert_eq!(first.body["temperature"], 0.7);
-    assert_eq!(first.body["stream"], false);
+    // Whole answers are gathered from a stream, so the first-token timeout applies to them too.
+    assert_eq!(first.body["stream"], true);
+    assert_eq!(first.body["stream_options"]["include_usage"], true);
     assert_eq!(
         first.body["messages"],
         json!([{"role": "system", "content": DEFAULT_SYSTEM_PROMPT}, {"role": "user", "content": "Hello there"}])
@@ -401,14 +403,15 @@ targets = [{ provider = "openai", model = "gpt-4o-mini", context_window = 128000
 #[tokio::test]
 async fn a_second_message_while_a_reply_is_generated_is_409() {
     let (mock, server, user, chat) = setup(None, &[]).await;
-    mock.script([json!({"kind": "reply", "text": "Slow answer.", "latency_ms": 1500})]).await.unwrap();
+    // The first token comes at once (within the first-token timeout), the rest slowly.
+    mock.script([json!({"kind": "reply", "text": "A slow answer.", "tokens_per_second": 2})]).await.unwrap();
     let (first, second) = tokio::join!(say(&server, &user, &chat, "first"), async {
         mock.wait_for_requests(WAIT, |r| !r.is_empty()).await.expect("the first message reached the provider");
         say(&server, &user, &chat, "second").await
     });
     assert_eq!(second, (StatusCode::CONFLICT, json!({"detail": BUSY})));
     assert_eq!(first.0, StatusCode::OK, "{}", first.1);
-    assert_eq!(first.1["reply"], "Slow answer.");
+    assert_eq!(first.1["reply"], "A slow answer.");
     assert_eq!(mock.requests().await.len(), 1);
     assert_eq!(say(&server, &user, &chat, "third").await.0, StatusCode::OK, "the chat stayed busy after its reply");
 }
@@ -417,7 +420,8 @@ async fn a_second_message_while_a_reply_is_generated_is_409() {
 async fn messages_in_different_chats_are_answered_at_the_same_time() {
     let (mock, server, user, chat) = setup(None, &[]).await;
     let other = server.create_chat(&user, None).await["id"].as_str().unwrap().to_owned();
-    let slow = json!({"kind": "reply", "text": "In due time.", "latency_ms": 1500});
+    // Three tokens at two a second: about 1.5 s each, the first token at once.
+    let slow = json!({"kind": "reply", "text": "In due time.", "tokens_per_second": 2});
     mock.script([slow.clone(), slow]).await.unwrap();
     let started = Instant::now();
     let (first, second) = tokio::join!(say(&server, &user, &chat, "one"), async {
@@ -425,6 +429,7 @@ async fn messages_in_different_chats_are_answered_at_the_same_time() {
         say(&server, &user, &other, "two").await
     });
     assert_eq!((first.0, second.0), (StatusCode::OK, StatusCode::OK), "{} / {}", first.1, second.1);
+    assert_eq!((first.1["reply"].as_str(), second.1["reply"].as_str()), (Some("In due time."), Some("In due time.")));
     assert!(started.elapsed() < Duration::from_millis(2800), "the chats were served one after the other");
 }
 
@@ -503,4 +508,30 @@ async fn models_lists_every_alias_with_its_provider_model_and_the_default() {
             assert_eq!(&model[field], value, "{field} of {model}");
         }
     }
+}
+
+#[tokio::test]
+async fn a_chat_deleted_while_its_reply_is_generated_is_404_not_a_server_error() {
+    let (mock, server, user, chat) = setup(None, &[]).await;
+    // The first token comes at once, the whole reply over about two seconds.
+    mock.script([json!({"kind": "reply", "text": "Too late for this chat.", "tokens_per_second": 2})]).await.unwrap();
+    let (reply, deleted) = tokio::join!(say(&server, &user, &chat, "hello?"), async {
+        mock.wait_for_requests(WAIT, |r| !r.is_empty()).await.expect("the message reached the provider");
+        server.call(Method::DELETE, &format!("/chats/{chat}"), Some(&user.token), None).await.0
+    });
+    assert_eq!(deleted, StatusCode::NO_CONTENT);
+    assert_eq!(reply.0, StatusCode::NOT_FOUND, "{}", reply.1);
+    assert_eq!(reply.1, json!({"detail": format!("Chat with id '{chat}' not found")}));
+}
+
+#[tokio::test]
+async fn only_the_canonical_form_of_a_chat_id_names_the_chat() {
+    let (_mock, server, user, chat) = setup(None, &[]).await;
+    for other_form in [chat.to_uppercase(), format!("{{{chat}}}"), chat.replace('-', ""), format!("urn:uuid:{chat}")] {
+        let (status, body) = server.get(&format!("/chats/{other_form}"), Some(&user.token)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{other_form}: {body}");
+        let (status, _) = say(&server, &user, &other_form, "hi").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{other_form}");
+    }
+    assert_eq!(server.get(&format!("/chats/{chat}"), Some(&user.token)).await.0, StatusCode::OK);
 }

@@ -21,20 +21,25 @@ pub fn load_or_create(path: &Path) -> io::Result<(SecretString, bool)> {
         let bytes: [u8; GENERATED_HEX_LEN / 2] = rand::rng().random();
         bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
     };
+    // Written whole to a private temporary file, then linked into place: a second process starting at
+    // the same moment sees either no file or the complete secret, never an empty one.
+    let temporary = path.with_extension(format!("tmp-{}", std::process::id()));
     let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
+    options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    match options.open(path) {
-        Ok(mut file) => {
-            file.write_all(secret.as_bytes())?;
-            file.sync_all()?;
-            Ok((SecretString::from(secret), true))
-        }
-        // Another process started at the same moment and won the race: use its secret.
+    let mut file = options.open(&temporary)?;
+    file.write_all(secret.as_bytes())?;
+    file.sync_all()?;
+    drop(file);
+    let linked = fs::hard_link(&temporary, path);
+    let _ = fs::remove_file(&temporary);
+    match linked {
+        Ok(()) => Ok((SecretString::from(secret), true)),
+        // Another process won the race: use its secret.
         Err(err) if err.kind() == io::ErrorKind::AlreadyExists => Ok((read(path)?, false)),
         Err(err) => Err(err),
     }

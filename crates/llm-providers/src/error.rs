@@ -16,7 +16,7 @@ pub enum TimeoutPhase {
 /// A failed provider call. `Display` never includes a key; upstream messages are kept for logs only.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ProviderError {
-    #[error("rate limited by the provider (retry after {retry_after:?})")]
+    #[error("rate limited by the provider{}", retry_after.map(|d| format!(" (retry after {:.1} s)", d.as_secs_f64())).unwrap_or_default())]
     RateLimited { retry_after: Option<Duration> },
     #[error("the provider timed out ({phase:?})")]
     Timeout { phase: TimeoutPhase },

@@ -26,6 +26,15 @@ impl Default for Timeouts {
     }
 }
 
+/// Whether `url` can be a provider's base URL: absolute `http` or `https` with a host.
+pub fn check_base_url(url: &str) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|err| format!("{url:?} is not a URL ({err})"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{url:?} must be an http:// or https:// URL with a host"));
+    }
+    Ok(())
+}
+
 /// One client for every provider: connection pooling, rustls, `TCP_NODELAY` (a Nagle/delayed-ACK stall
 /// adds ~40 ms per request otherwise), and the connect timeout.
 pub fn build_client(connect_timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
@@ -188,6 +197,15 @@ pub(crate) fn with_deadlines(stream: ChunkStream, started: Instant, timeouts: Ti
 mod tests {
     use super::*;
     use reqwest::header::HeaderValue;
+
+    #[test]
+    fn base_urls_must_be_http() {
+        assert!(check_base_url("https://api.groq.com/openai/v1").is_ok());
+        assert!(check_base_url("http://127.0.0.1:11434/v1").is_ok());
+        for bad in ["notaurl", "ftp://x/v1", "http://", "/v1"] {
+            assert!(check_base_url(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn retry_after_in_seconds_ms_and_dates() {

@@ -24,8 +24,8 @@ pub enum ProviderKind {
     Anthropic,
 }
 
-/// One configured provider.
-#[derive(Debug, Clone)]
+/// One configured provider. Its `Debug` shows header names only: their values often carry keys.
+#[derive(Clone)]
 pub struct ProviderSettings {
     pub name: String,
     pub kind: ProviderKind,
@@ -36,6 +36,19 @@ pub struct ProviderSettings {
     pub anthropic_version: String,
     /// Hosted APIs are unusable without a key; a local server (Ollama) is not.
     pub requires_key: bool,
+}
+
+impl std::fmt::Debug for ProviderSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderSettings")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<set>"))
+            .field("headers", &self.headers.iter().map(|(name, _)| name).collect::<Vec<_>>())
+            .field("requires_key", &self.requires_key)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ProviderSettings {

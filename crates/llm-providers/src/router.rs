@@ -7,7 +7,7 @@ use std::time::Instant;
 use futures_util::{StreamExt, stream};
 
 use crate::retry::RetryPolicy;
-use crate::{ChatMessage, ChatProvider, ChunkStream, Completion, CompletionRequest, ProviderError};
+use crate::{ChatMessage, ChatProvider, ChunkStream, Completion, CompletionRequest, ProviderError, StreamChunk};
 
 /// One way to serve an alias: a provider and a model on it.
 #[derive(Clone)]
@@ -96,11 +96,14 @@ impl Router {
         self.aliases.iter().find(|a| a.name == name)
     }
 
-    /// The whole answer from the first target that gives one.
+    /// The whole answer from the first target that gives one. It is gathered from a stream, so the
+    /// first-token timeout applies: a provider that hangs before answering is retried or fallen back
+    /// from within that time, not after the total timeout. Nothing has been shown to anyone yet, so a
+    /// failure at any point of the answer may be retried.
     pub async fn complete(&self, alias: &Alias, messages: &[ChatMessage]) -> Result<Routed<Completion>, RouteError> {
         attempt_all(alias, messages, |target, request| {
             let provider = Arc::clone(&target.provider);
-            async move { provider.complete(&request).await }
+            async move { gather(provider.stream(&request).await?).await }
         })
         .await
     }
@@ -123,6 +126,22 @@ impl Router {
         })
         .await
     }
+}
+
+/// The text, usage and finish reason of a whole stream; an answer without text is unusable.
+async fn gather(mut chunks: ChunkStream) -> Result<Completion, ProviderError> {
+    let (mut text, mut usage, mut finish_reason) = (String::new(), None, None);
+    while let Some(chunk) = chunks.next().await {
+        match chunk? {
+            StreamChunk::Text(piece) => text.push_str(&piece),
+            StreamChunk::Usage(counted) => usage = Some(counted),
+            StreamChunk::Finish(reason) => finish_reason = Some(reason),
+        }
+    }
+    if text.is_empty() {
+        return Err(ProviderError::UnusableAnswer("the answer has no content".into()));
+    }
+    Ok(Completion { text, usage, finish_reason })
 }
 
 /// Tries each target in order, retrying each per the alias's policy, until one call succeeds.
@@ -194,7 +213,7 @@ mod tests {
     use futures_util::future::BoxFuture;
 
     use super::*;
-    use crate::{ChatRole, FinishReason, StreamChunk};
+    use crate::{ChatRole, FinishReason};
 
     /// One scripted call: its chunks (an `Err` chunk after text is a mid-stream failure), or a failure.
     type Outcome = Result<Vec<Result<StreamChunk, ProviderError>>, ProviderError>;
@@ -320,6 +339,27 @@ mod tests {
         let err = Router::new(vec![a.clone()]).complete(&a, &hello()).await.unwrap_err();
         assert!(matches!(err.error, ProviderError::RateLimited { retry_after: Some(_) }));
         assert_eq!((p.calls(), err.provider.as_deref()), (1, Some("a")));
+    }
+
+    #[tokio::test]
+    async fn a_whole_answer_is_gathered_and_a_failure_midway_is_retried() {
+        let midway = Ok(vec![Ok(StreamChunk::Text("half".into())), Err(server_error())]);
+        let whole = Ok(vec![
+            Ok(StreamChunk::Text("Hel".into())),
+            Ok(StreamChunk::Text("lo".into())),
+            Ok(StreamChunk::Finish(FinishReason::Length)),
+        ]);
+        let p = Scripted::new("a", vec![midway, whole]);
+        let a = alias(vec![Arc::clone(&p)], 1);
+        let routed = Router::new(vec![a.clone()]).complete(&a, &hello()).await.unwrap();
+        assert_eq!(routed.value.text, "Hello");
+        assert_eq!(routed.value.finish_reason, Some(FinishReason::Length));
+        assert_eq!(p.calls(), 2);
+        // A stream with no text is unusable, and not retried.
+        let empty = Scripted::new("e", vec![Ok(vec![Ok(StreamChunk::Finish(FinishReason::Stop))])]);
+        let a = alias(vec![empty], 3);
+        let err = Router::new(vec![a.clone()]).complete(&a, &hello()).await.unwrap_err();
+        assert!(matches!(err.error, ProviderError::UnusableAnswer(_)));
     }
 
     #[tokio::test]

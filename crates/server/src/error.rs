@@ -201,7 +201,7 @@ fn provider_failure(alias: &str, failure: RouteError) -> ApiError {
     }
     match failure.error {
         ProviderError::NotConfigured => {
-            ApiError::ModelUnavailable(format!("No provider is configured for the model '{alias}'"))
+            ApiError::ModelUnavailable(format!("No provider is configured for the model '{alias}'; {saved}."))
         }
         ProviderError::RateLimited { retry_after } => {
             let seconds = retry_after.map_or(1, |d| d.as_secs_f64().ceil().max(1.0) as u64);
@@ -229,6 +229,7 @@ impl From<StorageError> for ApiError {
         match err {
             StorageError::Unavailable(_) => ApiError::Unavailable(Box::new(err)),
             StorageError::UniqueViolation
+            | StorageError::ForeignKeyViolation
             | StorageError::Query(_)
             | StorageError::InvalidUrl(_)
             | StorageError::Open { .. }

@@ -7,12 +7,16 @@ use chat_storage::{Message, PromptChange, messages};
 
 use crate::{ChatService, ServiceError};
 
-/// A chat id from a URL: a string that is not a UUID names no chat, and gets the same 404 as a missing one.
-fn parse_chat_id(raw: &str) -> Result<ChatId, ServiceError> {
-    raw.parse().map_err(|_| not_found(raw))
+/// A chat id from a URL or body. Only the form the server hands out (lower-case, hyphenated) names a
+/// chat, as string comparison did in the original; anything else gets the same 404 as a missing chat.
+pub(crate) fn parse_chat_id(raw: &str) -> Result<ChatId, ServiceError> {
+    match raw.parse::<ChatId>() {
+        Ok(id) if id.to_string() == raw => Ok(id),
+        _ => Err(not_found(raw)),
+    }
 }
 
-fn not_found(raw: &str) -> ServiceError {
+pub(crate) fn not_found(raw: &str) -> ServiceError {
     ServiceError::ChatNotFound { chat_id: raw.to_owned() }
 }
 

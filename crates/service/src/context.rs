@@ -40,6 +40,14 @@ fn usable(item: &HistoryItem) -> bool {
     }
 }
 
+/// The messages to send and their estimated size.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub messages: Vec<ChatMessage>,
+    /// Estimated prompt tokens, overheads included.
+    pub tokens: u32,
+}
+
 /// Builds the messages to send: `system` first, then the newest history that fits, oldest to newest,
 /// then `new_message`. History is given newest first and is read only as far as needed.
 pub fn build(
@@ -47,7 +55,7 @@ pub fn build(
     new_message: (&str, u32),
     history_newest_first: impl IntoIterator<Item = HistoryItem>,
     prompt_budget: u32,
-) -> Result<Vec<ChatMessage>, TooLarge> {
+) -> Result<Context, TooLarge> {
     let budget = usable_budget(prompt_budget);
     let fixed = REPLY_PRIMING
         + system.map_or(0, |(_, tokens)| tokens + PER_MESSAGE_OVERHEAD)
@@ -79,7 +87,7 @@ pub fn build(
         ChatMessage::new(role, item.content)
     }));
     messages.push(ChatMessage::new(ChatRole::User, new_message.0));
-    Ok(messages)
+    Ok(Context { messages, tokens: budget - left })
 }
 
 #[cfg(test)]
@@ -103,7 +111,8 @@ mod tests {
     #[test]
     fn keeps_the_newest_turns_of_a_long_chat() {
         // Each turn costs 14; the budget (after margin) leaves room for exactly a few.
-        let messages = build(Some(("sys", 5)), ("new", 6), long_chat(), 200).unwrap();
+        let context = build(Some(("sys", 5)), ("new", 6), long_chat(), 200).unwrap();
+        let messages = &context.messages;
         assert_eq!(messages.first().unwrap().role, ChatRole::System);
         assert_eq!(messages.last().unwrap().content, "new");
         let turns: Vec<&str> = messages[1..messages.len() - 1].iter().map(|m| m.content.as_str()).collect();
@@ -113,14 +122,15 @@ mod tests {
         // Consecutive and in order.
         let numbers: Vec<usize> = turns.iter().map(|t| t[5..].parse().unwrap()).collect();
         assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1));
-        // Within the usable budget.
+        // Within the usable budget, and counted.
         let used: u32 = 3 + (5 + 4) + (6 + 4) + numbers.len() as u32 * 14;
         assert!(used <= usable_budget(200));
+        assert_eq!(context.tokens, used);
     }
 
     #[test]
     fn a_large_window_takes_everything() {
-        let messages = build(None, ("new", 1), long_chat(), 100_000).unwrap();
+        let messages = build(None, ("new", 1), long_chat(), 100_000).unwrap().messages;
         assert_eq!(messages.len(), 121);
         assert_eq!(messages[0].content, "turn 0");
     }
@@ -132,7 +142,7 @@ mod tests {
         let mut generating = item(3, 5);
         generating.status = MessageStatus::Generating;
         history.insert(0, generating);
-        let messages = build(None, ("new", 1), history, 1000).unwrap();
+        let messages = build(None, ("new", 1), history, 1000).unwrap().messages;
         let contents: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
         assert_eq!(contents, ["turn 0", "new"]);
     }
@@ -146,7 +156,7 @@ mod tests {
 
     #[test]
     fn a_tiny_window_still_sends_the_new_message() {
-        let messages = build(None, ("new", 10), long_chat(), 30).unwrap();
+        let messages = build(None, ("new", 10), long_chat(), 30).unwrap().messages;
         assert_eq!(messages.len(), 1);
         assert_eq!(messages[0].content, "new");
     }

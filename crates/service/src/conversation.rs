@@ -4,10 +4,11 @@ use std::time::Instant;
 
 use chat_domain::time::now_utc;
 use chat_domain::{ChatId, MessageStatus, Role, UserId};
-use chat_storage::{Message, NewMessage, chats, messages};
+use chat_storage::{Message, NewMessage, StorageError, chats, messages};
 use llm_providers::router::RouteError;
 use llm_providers::{ProviderError, Usage};
 
+use crate::chats::{not_found, parse_chat_id};
 use crate::context::{self, HistoryItem};
 use crate::{ChatService, ServiceError};
 
@@ -44,12 +45,9 @@ impl ChatService {
             .alias(alias)
             .cloned()
             .ok_or_else(|| ServiceError::UnknownModel { requested: alias.to_owned(), known: self.alias_names() })?;
-        let id: ChatId = chat_id.parse().map_err(|_| ServiceError::ChatNotFound { chat_id: chat_id.to_owned() })?;
-        let chat = self
-            .db
-            .run(move |c| chats::find_chat_for_user(c, id, user_id))
-            .await?
-            .ok_or_else(|| ServiceError::ChatNotFound { chat_id: chat_id.to_owned() })?;
+        let id = parse_chat_id(chat_id)?;
+        let chat =
+            self.db.run(move |c| chats::find_chat_for_user(c, id, user_id)).await?.ok_or_else(|| not_found(chat_id))?;
         let _slot = self.slots.try_acquire(id).ok_or(ServiceError::GenerationInProgress)?;
 
         let system_prompt = chat.system_prompt.clone().or_else(|| self.chat.system_prompt.clone());
@@ -64,7 +62,7 @@ impl ChatService {
 
         let mut user_message = NewMessage::plain(id, Role::User, text.clone(), now_utc());
         user_message.content_tokens = Some(i32::try_from(new_tokens).unwrap_or(i32::MAX));
-        let stored = self.db.run(move |c| messages::insert_message(c, user_message)).await?;
+        let stored = self.store(chat_id, user_message).await?;
         if !servable {
             // No provider can serve the alias (production without its key): the message is kept.
             let error =
@@ -73,22 +71,21 @@ impl ChatService {
         }
 
         let history = self.history_before(id, stored.id, alias.prompt_budget()).await?;
-        let prompt = context::build(system, (&text, new_tokens), history, alias.prompt_budget())
+        let context = context::build(system, (&text, new_tokens), history, alias.prompt_budget())
             .map_err(ServiceError::MessageTooLarge)?;
 
         let started = Instant::now();
         let routed = self
             .router
-            .complete(&alias, &prompt)
+            .complete(&alias, &context.messages)
             .await
             .map_err(|error| ServiceError::Provider { alias: alias.name.clone(), error })?;
         let latency_ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
         let completion = routed.value;
         let reply_tokens = self.tokens_of(&completion.text);
-        let usage = completion.usage.unwrap_or_else(|| Usage {
-            prompt_tokens: prompt.iter().map(|m| self.tokens_of(&m.content)).sum(),
-            completion_tokens: reply_tokens,
-        });
+        // Providers that count nothing (the offline model, some local servers) get our estimate.
+        let usage =
+            completion.usage.unwrap_or(Usage { prompt_tokens: context.tokens, completion_tokens: reply_tokens });
         let now = now_utc();
         let assistant = NewMessage {
             status: MessageStatus::Complete,
@@ -102,8 +99,16 @@ impl ChatService {
             finish_reason: completion.finish_reason.map(|r| r.as_str().to_owned()),
             ..NewMessage::plain(id, Role::Assistant, completion.text, now)
         };
-        let assistant = self.db.run(move |c| messages::insert_message(c, assistant)).await?;
+        let assistant = self.store(chat_id, assistant).await?;
         Ok(Reply { chat_id: id, user_message_id: stored.id, assistant, alias: alias.name, usage })
+    }
+
+    /// Stores a message of the chat; the chat having been deleted meanwhile is a 404, not a failure.
+    async fn store(&self, chat_id: &str, message: NewMessage) -> Result<Message, ServiceError> {
+        match self.db.run(move |c| messages::insert_message(c, message)).await {
+            Err(StorageError::ForeignKeyViolation) => Err(not_found(chat_id)),
+            other => Ok(other?),
+        }
     }
 
     fn tokens_of(&self, text: &str) -> u32 {

@@ -13,7 +13,8 @@ use futures_util::future::BoxFuture;
 use llm_providers::retry::RetryPolicy;
 use llm_providers::router::{Alias, Router, Target};
 use llm_providers::{
-    ChatMessage, ChatProvider, ChatRole, ChunkStream, Completion, CompletionRequest, FinishReason, ProviderError, Usage,
+    ChatMessage, ChatProvider, ChatRole, ChunkStream, Completion, CompletionRequest, FinishReason, ProviderError,
+    StreamChunk, Usage,
 };
 use secrecy::SecretString;
 
@@ -54,8 +55,14 @@ impl ChatProvider for Scripted {
         })
     }
 
-    fn stream<'a>(&'a self, _: &'a CompletionRequest) -> BoxFuture<'a, Result<ChunkStream, ProviderError>> {
-        Box::pin(async { Err(ProviderError::NotConfigured) })
+    fn stream<'a>(&'a self, request: &'a CompletionRequest) -> BoxFuture<'a, Result<ChunkStream, ProviderError>> {
+        Box::pin(async move {
+            let completion = self.complete(request).await?;
+            let mut chunks = vec![Ok(StreamChunk::Text(completion.text))];
+            chunks.extend(completion.finish_reason.map(|r| Ok(StreamChunk::Finish(r))));
+            chunks.extend(completion.usage.map(|u| Ok(StreamChunk::Usage(u))));
+            Ok(Box::pin(futures_util::stream::iter(chunks)) as ChunkStream)
+        })
     }
 }
 

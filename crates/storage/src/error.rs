@@ -10,6 +10,9 @@ pub enum StorageError {
     /// An insert or update hit a unique constraint.
     #[error("a row with the same unique key already exists")]
     UniqueViolation,
+    /// An insert referred to a row that does not exist (e.g. a chat deleted meanwhile).
+    #[error("the row referred to does not exist")]
+    ForeignKeyViolation,
     #[error("database query failed")]
     Query(#[from] diesel::result::Error),
     #[error("invalid DATABASE_URL: {0}")]
@@ -24,11 +27,14 @@ pub enum StorageError {
 }
 
 impl StorageError {
-    /// Maps an insert's error, turning a unique-constraint hit into [`StorageError::UniqueViolation`].
+    /// Maps an insert's error, telling constraint hits (unique key, missing parent row) apart.
     pub(crate) fn from_insert(err: diesel::result::Error) -> Self {
         match err {
             diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _) => {
                 StorageError::UniqueViolation
+            }
+            diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::ForeignKeyViolation, _) => {
+                StorageError::ForeignKeyViolation
             }
             other => StorageError::Query(other),
         }

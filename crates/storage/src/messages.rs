@@ -89,7 +89,7 @@ pub fn insert_message(conn: &mut DbConnection, message: NewMessage) -> Result<Me
     let chat_id = message.chat_id.to_string();
     let at = message.created_at;
     conn.transaction(|conn| {
-        diesel::insert_into(messages::table).values(message).execute(conn)?;
+        diesel::insert_into(messages::table).values(message).execute(conn).map_err(StorageError::from_insert)?;
         let id: i64 = diesel::select(last_insert_rowid()).get_result(conn)?;
         diesel::update(chats::table.find(&chat_id)).set(chats::updated_at.eq(at)).execute(conn)?;
         Ok(messages::table.find(id).select(Message::as_select()).first(conn)?)

@@ -155,7 +155,8 @@ fn foreign_keys_and_wal_are_on() {
         .unwrap();
     assert_eq!(mode, "wal");
     let orphan = NewMessage::plain(ChatId::new_random(), Role::User, "x".into(), now_utc());
-    assert!(db.with_connection(|c| messages::insert_message(c, orphan)).is_err());
+    let err = db.with_connection(|c| messages::insert_message(c, orphan)).unwrap_err();
+    assert!(matches!(err, StorageError::ForeignKeyViolation), "{err:?}");
     // The check constraint refuses a role the domain does not know.
     let bad = db.with_connection(|c| {
         c.batch_execute("INSERT INTO messages (chat_id, role, content, status, created_at, updated_at) VALUES ('x', 'system', '', 'complete', '2026-01-01', '2026-01-01')")?;

@@ -4,7 +4,7 @@ CREATE TABLE users (
     id TEXT PRIMARY KEY NOT NULL,
     email TEXT NOT NULL UNIQUE,
     password_hash TEXT NOT NULL,
-    -- Bumped to revoke every token issued before (logout, password change).
+    -- For revoking tokens (logout); nothing reads or bumps it yet.
     token_version BIGINT NOT NULL DEFAULT 0,
     created_at TIMESTAMP NOT NULL,
     updated_at TIMESTAMP NOT NULL

@@ -47,7 +47,7 @@ pub(super) struct FileLlm {
     pub offline_word_delay_ms: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FileProvider {
     pub kind: Option<ProviderKind>,
@@ -60,6 +60,19 @@ pub(super) struct FileProvider {
     pub max_tokens_field: Option<MaxTokensField>,
     pub anthropic_version: Option<String>,
     pub requires_key: Option<bool>,
+}
+
+/// Keys and header values (which often carry keys) never appear in `Debug`.
+impl std::fmt::Debug for FileProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileProvider")
+            .field("kind", &self.kind)
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<set>"))
+            .field("api_key_env", &self.api_key_env)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

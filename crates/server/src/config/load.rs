@@ -110,9 +110,12 @@ pub fn load(env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, ConfigError>
     };
 
     let auth = AuthSettings {
-        jwt_secret_key: r.pick_optional("JWT_SECRET_KEY", "auth.jwt_secret_key", file.auth.jwt_secret_key, |s| {
-            Ok(SecretString::from(s.to_owned()))
-        }),
+        // An empty value (`JWT_SECRET_KEY=` in a .env) means unset, never an empty HMAC key.
+        jwt_secret_key: r
+            .pick_optional("JWT_SECRET_KEY", "auth.jwt_secret_key", file.auth.jwt_secret_key, |s| {
+                Ok(SecretString::from(s.to_owned()))
+            })
+            .filter(|secret| !secret.expose_secret().is_empty()),
         jwt_algorithm: r.pick(
             "JWT_ALGORITHM",
             "auth.jwt_algorithm",
@@ -152,7 +155,12 @@ pub fn load(env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, ConfigError>
     };
 
     let log = LogSettings {
-        filter: r.pick("RUST_LOG", "log.filter", file.log.filter, "info".to_owned(), non_empty),
+        filter: r.pick("RUST_LOG", "log.filter", file.log.filter, "info".to_owned(), |s| {
+            let filter = non_empty(s)?;
+            tracing_subscriber::EnvFilter::try_new(&filter)
+                .map_err(|err| format!("{s:?} is not a valid filter: {err}"))?;
+            Ok(filter)
+        }),
         format: r.pick("LOG_FORMAT", "log.format", file.log.format, LogFormat::Text, parse_log_format),
     };
 
@@ -211,7 +219,30 @@ pub fn load(env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, ConfigError>
     if !aliases.iter().any(|a| a.name == chat.default_model) {
         r.problems.push(format!("DEFAULT_MODEL: {:?} is not a configured model alias", chat.default_model));
     }
+    for provider in providers.iter().filter(|p| p.is_usable()) {
+        if let Err(problem) = llm_providers::http::check_base_url(&provider.base_url) {
+            r.problems.push(format!("base URL of provider {}: {problem}", provider.name));
+        }
+    }
+    if timeouts.first_token > timeouts.total {
+        r.problems.push(format!(
+            "LLM_FIRST_TOKEN_TIMEOUT_MS: {} ms is longer than LLM_TOTAL_TIMEOUT_MS ({} ms)",
+            timeouts.first_token.as_millis(),
+            timeouts.total.as_millis()
+        ));
+    }
     let usable = providers.iter().any(|p| p.is_usable());
+    let default_servable = aliases
+        .iter()
+        .filter(|a| a.name == chat.default_model)
+        .any(|alias| alias.targets.iter().any(|t| providers.iter().any(|p| p.name == t.provider && p.is_usable())));
+    if production && usable && !default_servable {
+        r.problems.push(format!(
+            "DEFAULT_MODEL: no configured provider can serve the default model alias {:?}; give its provider a key \
+             or point the alias at a provider that has one",
+            chat.default_model
+        ));
+    }
     if production && !usable {
         r.problems.push(
             "GROQ_API_KEY: no LLM provider is configured; production needs a key (GROQ_API_KEY, OPENAI_API_KEY, \
@@ -401,6 +432,36 @@ mod tests {
             load_with(&[("APP_ENV", "production"), ("JWT_SECRET_KEY", &"k".repeat(32)), ("GROQ_API_KEY", "gsk_x")])
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn bad_urls_filters_and_timeouts_are_named() {
+        let err = load_with(&[
+            ("GROQ_API_KEY", "k"),
+            ("GROQ_BASE_URL", "notaurl"),
+            ("RUST_LOG", "[["),
+            ("LLM_FIRST_TOKEN_TIMEOUT_MS", "10000"),
+            ("LLM_TOTAL_TIMEOUT_MS", "10"),
+        ])
+        .unwrap_err()
+        .to_string();
+        for name in ["provider groq", "RUST_LOG", "LLM_FIRST_TOKEN_TIMEOUT_MS"] {
+            assert!(err.contains(name), "{name} not named in:\n{err}");
+        }
+    }
+
+    #[test]
+    fn production_needs_a_provider_for_the_default_alias() {
+        let err = load_with(&[("APP_ENV", "production"), ("JWT_SECRET_KEY", &"k".repeat(32)), ("OPENAI_API_KEY", "k")])
+            .unwrap_err();
+        assert!(err.to_string().contains("DEFAULT_MODEL"), "{err}");
+    }
+
+    #[test]
+    fn an_empty_secret_is_no_secret() {
+        let loaded = load_with(&[("JWT_SECRET_KEY", "")]).unwrap();
+        assert!(loaded.settings.auth.jwt_secret_key.is_none(), "an empty HMAC key must never be used");
+        assert!(load_with(&[("APP_ENV", "production"), ("JWT_SECRET_KEY", ""), ("GROQ_API_KEY", "k")]).is_err());
     }
 
     #[test]

@@ -1,5 +1,4 @@
-//! The HTTP adapters (Anthropic, OpenAI-compatible) against a real local server: the exact request each sends, and
-//! how each reads real-shaped answers, event streams and failures.
+//! Both HTTP adapters against a local HTTP server: exact requests, real-shaped answers and streams, faults, timeouts.
 #![expect(clippy::unwrap_used, clippy::panic, reason = "test helpers, like tests, fail loudly on anything unexpected")]
 
 use std::sync::OnceLock;
