@@ -485,3 +485,14 @@ async fn health_is_503_unhealthy_when_the_database_cannot_answer() {
     assert_eq!(answer.json["status"], "unhealthy", "{}", answer.text);
     assert!(!answer.text.to_lowercase().contains("no such table"), "{}", answer.text);
 }
+
+#[tokio::test]
+async fn other_methods_on_the_documentation_paths_are_405() {
+    let server = TestServer::start().await;
+    for path in ["/openapi.json", "/redoc", "/docs/", "/docs/swagger-ui.css"] {
+        let (status, _, body) = server.call(Method::POST, path, None, None).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{path}");
+        assert_eq!(body, json!({"detail": "Method Not Allowed"}), "{path}");
+        assert_eq!(server.get(path, None).await.0, StatusCode::OK, "GET {path} still works");
+    }
+}

@@ -56,5 +56,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .config(utoipa_swagger_ui::Config::default().persist_authorization(true)),
         )
         .service(Redoc::with_url("/redoc", openapi))
+        // Swagger UI and ReDoc register GET-only resources; other methods on their paths fall through
+        // to these, registered after them, and get 405 like every other known path.
+        .service(resource("/openapi.json"))
+        .service(resource("/redoc"))
+        .service(resource("/docs/{_:.*}"))
         .default_service(web::to(meta::not_found));
 }
