@@ -535,3 +535,17 @@ async fn only_the_canonical_form_of_a_chat_id_names_the_chat() {
     }
     assert_eq!(server.get(&format!("/chats/{chat}"), Some(&user.token)).await.0, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_provider_that_resets_the_connection_is_retried_then_502_not_unreachable() {
+    let (mock, server, user, chat) = setup(Some(&fast_alias(&["primary-model"], 8192, 256)), &[]).await;
+    // A reset after connecting: the provider was reached, so it is an upstream failure, and retried.
+    mock.script([json!({"kind": "reset"}), json!({"kind": "reset"})]).await.unwrap();
+    expect_failure(&server, &user, &chat, ("still there?", "fast"), StatusCode::BAD_GATEWAY).await;
+    assert_eq!(sent_models(&mock.requests().await), ["primary-model", "primary-model"]);
+    // One reset then an answer: the retry succeeds.
+    mock.reset().await;
+    mock.script([json!({"kind": "reset"})]).await.unwrap();
+    let (status, body) = say(&server, &user, &chat, "and now?").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}

@@ -26,9 +26,12 @@ pub enum ProviderError {
     /// A 2xx whose body could not be used (malformed JSON, no content, a cut stream).
     #[error("the provider's answer was unusable: {0}")]
     UnusableAnswer(String),
-    /// No connection could be made (refused, DNS, TLS, reset before an answer).
+    /// No connection could be made (refused, DNS, TLS).
     #[error("the provider could not be reached: {0}")]
     Unreachable(String),
+    /// The provider was reached but dropped the connection before the answer was complete.
+    #[error("the provider dropped the connection: {0}")]
+    ConnectionLost(String),
     /// No provider is configured for what was asked.
     #[error("no provider is configured")]
     NotConfigured,
@@ -38,7 +41,9 @@ impl ProviderError {
     /// Whether trying again (the same target, after a pause) may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            ProviderError::RateLimited { .. } | ProviderError::Unreachable(_) => true,
+            ProviderError::RateLimited { .. } | ProviderError::Unreachable(_) | ProviderError::ConnectionLost(_) => {
+                true
+            }
             ProviderError::Timeout { phase } => *phase != TimeoutPhase::Total,
             ProviderError::Upstream { status, .. } => *status >= 500 || *status == 408,
             ProviderError::UnusableAnswer(_) | ProviderError::NotConfigured => false,

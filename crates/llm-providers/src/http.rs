@@ -55,10 +55,11 @@ pub(crate) fn transport_error(err: &reqwest::Error) -> ProviderError {
         ProviderError::Timeout { phase }
     } else if err.is_connect() {
         ProviderError::Unreachable(without_url(err))
-    } else if err.is_body() || err.is_decode() {
+    } else if err.is_decode() {
         ProviderError::UnusableAnswer(without_url(err))
     } else {
-        ProviderError::Unreachable(without_url(err))
+        // Connected, then the request or the body was cut (a reset, a closed connection).
+        ProviderError::ConnectionLost(without_url(err))
     }
 }
 

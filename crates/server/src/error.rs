@@ -215,9 +215,11 @@ fn provider_failure(alias: &str, failure: RouteError) -> ApiError {
         ProviderError::Timeout { .. } => ApiError::ProviderTimeout(format!(
             "The model '{alias}' ({provider}) did not answer in time; {saved}. Please retry."
         )),
-        ProviderError::Upstream { .. } | ProviderError::Unreachable(_) => ApiError::BadGateway(format!(
-            "The model '{alias}' ({provider}) answered with an error; {saved}. Please retry."
-        )),
+        ProviderError::Upstream { .. } | ProviderError::Unreachable(_) | ProviderError::ConnectionLost(_) => {
+            ApiError::BadGateway(format!(
+                "The model '{alias}' ({provider}) answered with an error; {saved}. Please retry."
+            ))
+        }
         ProviderError::UnusableAnswer(_) => ApiError::BadGateway(format!(
             "The model '{alias}' ({provider}) gave an answer that could not be used; {saved}. Please retry."
         )),
