@@ -2,11 +2,11 @@
 
 use std::fmt;
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use crate::http::{Timeouts, upstream_message};
+use crate::http::{Timeouts, add_extra_headers, upstream_message};
 use crate::http_provider::{Endpoint, Wire};
 use crate::sse::{EventParser, SseEvent, Step};
 use crate::{ChatMessage, ChatRole, Completion, CompletionRequest, FinishReason, ProviderError, StreamChunk, Usage};
@@ -75,13 +75,7 @@ impl Anthropic {
             .map_err(|_| format!("provider {name}: invalid anthropic-version {:?}", config.version))?;
         headers.insert("anthropic-version", version);
         headers.insert(reqwest::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        for (header, value) in &config.headers {
-            let header = HeaderName::from_bytes(header.as_bytes())
-                .map_err(|_| format!("provider {name}: invalid header name {header:?}"))?;
-            let value = HeaderValue::from_str(value)
-                .map_err(|_| format!("provider {name}: invalid value for header {header}"))?;
-            headers.insert(header, value);
-        }
+        add_extra_headers(name, &config.headers, &mut headers)?;
         let endpoint = Endpoint {
             url: format!("{}/v1/messages", config.base_url.trim_end_matches('/')),
             name: config.name,

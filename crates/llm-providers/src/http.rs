@@ -26,6 +26,24 @@ impl Default for Timeouts {
     }
 }
 
+/// Adds a provider's configured extra headers to `headers`. Their values are marked sensitive: they often
+/// carry keys (Azure's `api-key`), and must never show in `Debug` output.
+pub(crate) fn add_extra_headers(
+    provider: &str,
+    extra: &[(String, String)],
+    headers: &mut reqwest::header::HeaderMap,
+) -> Result<(), String> {
+    for (name, value) in extra {
+        let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("provider {provider}: invalid header name {name:?}"))?;
+        let mut value = reqwest::header::HeaderValue::from_str(value)
+            .map_err(|_| format!("provider {provider}: invalid value for header {name}"))?;
+        value.set_sensitive(true);
+        headers.insert(name, value);
+    }
+    Ok(())
+}
+
 /// Whether `url` can be a provider's base URL: absolute `http` or `https` with a host.
 pub fn check_base_url(url: &str) -> Result<(), String> {
     let parsed = reqwest::Url::parse(url).map_err(|err| format!("{url:?} is not a URL ({err})"))?;
@@ -198,6 +216,17 @@ pub(crate) fn with_deadlines(stream: ChunkStream, started: Instant, timeouts: Ti
 mod tests {
     use super::*;
     use reqwest::header::HeaderValue;
+
+    #[test]
+    fn extra_headers_are_sensitive_and_checked() {
+        let mut headers = HeaderMap::new();
+        let extra = vec![("api-key".to_owned(), "secret-value".to_owned())];
+        add_extra_headers("azure", &extra, &mut headers).unwrap();
+        assert!(headers["api-key"].is_sensitive());
+        assert!(!format!("{headers:?}").contains("secret-value"));
+        let bad = vec![("bad header".to_owned(), "x".to_owned())];
+        assert!(add_extra_headers("p", &bad, &mut headers).unwrap_err().contains("invalid header name"));
+    }
 
     #[test]
     fn base_urls_must_be_http() {

@@ -2,12 +2,12 @@
 
 use std::fmt;
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::http::Timeouts;
+use crate::http::{Timeouts, add_extra_headers};
 use crate::http_provider::{Endpoint, Wire};
 use crate::sse::{SseEvent, Step};
 use crate::{Completion, CompletionRequest, FinishReason, ProviderError, StreamChunk, Usage};
@@ -60,15 +60,7 @@ impl OpenAiCompatible {
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
-        for (name, value) in &config.headers {
-            let name = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| format!("provider {}: invalid header name {name:?}", config.name))?;
-            let mut value = HeaderValue::from_str(value)
-                .map_err(|_| format!("provider {}: invalid value for header {name}", config.name))?;
-            // Extra headers often carry keys (Azure's `api-key`): never shown by `Debug`.
-            value.set_sensitive(true);
-            headers.insert(name, value);
-        }
+        add_extra_headers(&config.name, &config.headers, &mut headers)?;
         let endpoint = Endpoint {
             url: format!("{}/chat/completions", config.base_url.trim_end_matches('/')),
             name: config.name,
