@@ -369,7 +369,12 @@ async fn a_hanging_provider_is_504_within_the_timeout_and_the_message_was_stored
     let elapsed = started.elapsed();
     assert!(elapsed < TOTAL_TIMEOUT * 3, "504 took {elapsed:?}");
     assert!(failed.1.contains("groq"), "{}", failed.1);
-    assert_eq!(turns(&stored_meanwhile), [("user".to_owned(), "are you awake?".to_owned())]);
+    // While the provider was called, the reply's placeholder stood beside the stored message.
+    let expected = [("user".to_owned(), "are you awake?".to_owned()), ("assistant".to_owned(), String::new())];
+    assert_eq!(turns(&stored_meanwhile), expected);
+    assert_eq!(stored_meanwhile[1]["status"], "generating");
+    // The reply never began, so its placeholder is gone and the message stays alone.
+    assert_eq!(turns(&messages(&server, &user, &chat).await), expected[..1]);
 }
 
 #[tokio::test]

@@ -37,7 +37,62 @@ pub enum ProviderError {
     NotConfigured,
 }
 
+/// What kind of failure a [`ProviderError`] is, without its details: what a stored reply keeps to
+/// explain how it ended, and what the HTTP edge maps to a status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    RateLimited,
+    Timeout,
+    Upstream,
+    UnusableAnswer,
+    Unreachable,
+    ConnectionLost,
+    NotConfigured,
+}
+
+impl FailureKind {
+    const ALL: [FailureKind; 7] = [
+        FailureKind::RateLimited,
+        FailureKind::Timeout,
+        FailureKind::Upstream,
+        FailureKind::UnusableAnswer,
+        FailureKind::Unreachable,
+        FailureKind::ConnectionLost,
+        FailureKind::NotConfigured,
+    ];
+
+    /// The stable name stored with a failed reply.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::RateLimited => "rate_limited",
+            FailureKind::Timeout => "timeout",
+            FailureKind::Upstream => "upstream_error",
+            FailureKind::UnusableAnswer => "unusable_answer",
+            FailureKind::Unreachable => "unreachable",
+            FailureKind::ConnectionLost => "connection_lost",
+            FailureKind::NotConfigured => "not_configured",
+        }
+    }
+
+    /// The kind named by [`FailureKind::as_str`], if any.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+}
+
 impl ProviderError {
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            ProviderError::RateLimited { .. } => FailureKind::RateLimited,
+            ProviderError::Timeout { .. } => FailureKind::Timeout,
+            ProviderError::Upstream { .. } => FailureKind::Upstream,
+            ProviderError::UnusableAnswer(_) => FailureKind::UnusableAnswer,
+            ProviderError::Unreachable(_) => FailureKind::Unreachable,
+            ProviderError::ConnectionLost(_) => FailureKind::ConnectionLost,
+            ProviderError::NotConfigured => FailureKind::NotConfigured,
+        }
+    }
+
     /// Whether trying again (the same target, after a pause) may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
@@ -48,5 +103,18 @@ impl ProviderError {
             ProviderError::Upstream { status, .. } => *status >= 500 || *status == 408,
             ProviderError::UnusableAnswer(_) | ProviderError::NotConfigured => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_kinds_round_trip_through_their_names() {
+        for kind in FailureKind::ALL {
+            assert_eq!(FailureKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(FailureKind::parse("exploded"), None);
     }
 }

@@ -14,6 +14,6 @@ pub mod router;
 mod sse;
 mod types;
 
-pub use error::{ProviderError, TimeoutPhase};
+pub use error::{FailureKind, ProviderError, TimeoutPhase};
 pub use provider::{ChatProvider, ChunkStream};
 pub use types::{ChatMessage, ChatRole, Completion, CompletionRequest, FinishReason, StreamChunk, Usage};

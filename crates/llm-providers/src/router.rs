@@ -59,7 +59,7 @@ pub struct Routed<T> {
 }
 
 /// Why an alias could not be served: the last failure, and on which provider.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RouteError {
     pub error: ProviderError,
     /// The provider of the last attempt; `None` when the alias has no target.

@@ -131,6 +131,10 @@ pub struct MessageResponse {
     pub content: String,
     /// `generating`, `complete`, `cancelled`, `error` or `interrupted`.
     pub status: &'static str,
+    /// The alias that wrote an assistant message.
+    pub model: Option<String>,
+    /// Why an assistant message ended: `stop`, `length`, `cancelled`, ...
+    pub finish_reason: Option<String>,
     #[schema(format = "date-time")]
     pub created_at: String,
 }
@@ -143,6 +147,8 @@ impl From<&Message> for MessageResponse {
             role: message.role.as_str(),
             content: message.content.clone(),
             status: message.status.as_str(),
+            model: message.model_alias.clone(),
+            finish_reason: message.finish_reason.clone(),
             created_at: to_rfc3339(message.created_at),
         }
     }
@@ -159,6 +165,9 @@ pub struct ChatRequest {
     /// A model alias; see `GET /models`.
     #[schema(default = "fast", example = "fast")]
     pub model: Option<String>,
+    /// Answer as Server-Sent Events (`text/event-stream`) as the reply is generated.
+    #[schema(default = false)]
+    pub stream: Option<bool>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -179,6 +188,67 @@ pub struct ChatReplyResponse {
     /// The alias that answered.
     pub model: String,
     pub usage: UsageResponse,
+    /// `complete`, or `cancelled` when the reply was stopped (it then holds the text so far).
+    pub status: &'static str,
+    /// `stop`, `length`, `content_filter`, ... or `cancelled`.
+    pub finish_reason: String,
+}
+
+/// `POST /chats/{chat_id}/regenerate`'s body; it may be empty.
+#[derive(Debug, ToSchema)]
+#[expect(dead_code, reason = "documents the body in the OpenAPI document; read by ObjectReader")]
+pub struct RegenerateRequest {
+    /// A model alias; by default the one of the reply being replaced.
+    #[schema(example = "fast")]
+    model: Option<String>,
+    /// Answer as `text/event-stream`, as `POST /chat` does.
+    #[schema(default = false)]
+    stream: Option<bool>,
+}
+
+/// `POST /chats/{chat_id}/cancel`'s answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CancelResponse {
+    /// Whether a running reply was stopped.
+    pub cancelled: bool,
+}
+
+/// The `data` of a `start` event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StartEvent {
+    #[schema(format = "uuid")]
+    pub chat_id: String,
+    pub user_message_id: i64,
+    /// The assistant message being generated.
+    pub message_id: i64,
+    /// The alias answering.
+    pub model: String,
+}
+
+/// The `data` of a `delta` event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeltaEvent<'a> {
+    /// The next piece of the reply.
+    pub text: &'a str,
+}
+
+/// The `data` of a `done` event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DoneEvent<'a> {
+    pub message_id: i64,
+    /// `stop`, `length`, ... or `cancelled`.
+    pub finish_reason: &'a str,
+    pub usage: UsageResponse,
+}
+
+/// The `data` of an `error` event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorEvent {
+    pub message_id: i64,
+    /// What happened, for a person.
+    pub detail: String,
+    /// The HTTP status the failure would have had before the stream began.
+    pub status: u16,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]

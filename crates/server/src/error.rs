@@ -7,10 +7,10 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use chat_auth::AuthError;
-use chat_service::ServiceError;
+use chat_service::{ServiceError, StreamFailure};
 use chat_storage::StorageError;
-use llm_providers::ProviderError;
 use llm_providers::router::RouteError;
+use llm_providers::{FailureKind, ProviderError};
 use serde::Serialize;
 
 use crate::validation::FieldError;
@@ -44,6 +44,11 @@ pub enum ApiError {
     },
     /// A second message while the chat's reply is being generated.
     GenerationInProgress,
+    /// Regenerate in a chat with no user message to answer.
+    NothingToRegenerate,
+    MessageNotFound(String),
+    /// The server is shutting down and starts nothing new.
+    ShuttingDown,
     /// The provider rate-limited us; the client may retry after this many seconds.
     ProviderRateLimited {
         detail: String,
@@ -101,6 +106,11 @@ impl ApiError {
                 format!("Request body is too large; the limit is {limit} bytes")
             }
             ApiError::GenerationInProgress => "A reply is already being generated in this chat".to_owned(),
+            ApiError::NothingToRegenerate => {
+                "This chat has no message to reply to; send one with POST /chat first".to_owned()
+            }
+            ApiError::MessageNotFound(id) => format!("Message with id '{id}' not found in this chat"),
+            ApiError::ShuttingDown => "The server is shutting down; please retry in a moment".to_owned(),
             ApiError::ProviderRateLimited { detail, .. }
             | ApiError::ProviderTimeout(detail)
             | ApiError::BadGateway(detail)
@@ -123,7 +133,9 @@ impl ResponseError for ApiError {
             ApiError::ChatNotFound(_) | ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::GenerationInProgress => StatusCode::CONFLICT,
+            ApiError::GenerationInProgress | ApiError::NothingToRegenerate => StatusCode::CONFLICT,
+            ApiError::MessageNotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::ProviderRateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::ProviderTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
@@ -169,6 +181,9 @@ impl From<ServiceError> for ApiError {
                 ApiError::Validation(vec![FieldError::value_error(&["body", "message"], too_large)])
             }
             ServiceError::GenerationInProgress => ApiError::GenerationInProgress,
+            ServiceError::NothingToRegenerate => ApiError::NothingToRegenerate,
+            ServiceError::MessageNotFound { message_id } => ApiError::MessageNotFound(message_id.to_string()),
+            ServiceError::ShuttingDown => ApiError::ShuttingDown,
             ServiceError::Provider { alias, error } => provider_failure(&alias, error),
             ServiceError::Storage(err) => err.into(),
             ServiceError::Auth(err) => err.into(),
@@ -188,6 +203,16 @@ pub fn unknown_model(known: &[String]) -> FieldError {
         .with_ctx(serde_json::json!({ "expected": expected }))
 }
 
+/// The status a kind of provider failure is answered with.
+fn failure_status(kind: FailureKind) -> StatusCode {
+    match kind {
+        FailureKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        FailureKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        FailureKind::Upstream | FailureKind::UnusableAnswer | FailureKind::ConnectionLost => StatusCode::BAD_GATEWAY,
+        FailureKind::Unreachable | FailureKind::NotConfigured => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
 /// Maps a failed model call to its status, naming the alias and provider (never a key, never the
 /// provider's own text, which is logged instead).
 fn provider_failure(alias: &str, failure: RouteError) -> ApiError {
@@ -199,12 +224,17 @@ fn provider_failure(alias: &str, failure: RouteError) -> ApiError {
             "The providers of the model '{alias}' cannot be reached right now; {saved}. Please retry shortly."
         ));
     }
-    match failure.error {
-        ProviderError::NotConfigured => {
+    let kind = failure.error.kind();
+    match kind {
+        FailureKind::NotConfigured => {
             ApiError::ModelUnavailable(format!("No provider is configured for the model '{alias}'; {saved}."))
         }
-        ProviderError::RateLimited { retry_after } => {
-            let seconds = retry_after.map_or(1, |d| d.as_secs_f64().ceil().max(1.0) as u64);
+        FailureKind::RateLimited => {
+            let retry_after = match failure.error {
+                ProviderError::RateLimited { retry_after } => retry_after,
+                _ => None,
+            };
+            let seconds = retry_after_seconds(retry_after);
             ApiError::ProviderRateLimited {
                 detail: format!(
                     "The model '{alias}' is rate limited by its provider ({provider}); {saved}. Retry after {seconds} seconds."
@@ -212,17 +242,46 @@ fn provider_failure(alias: &str, failure: RouteError) -> ApiError {
                 retry_after_secs: seconds,
             }
         }
-        ProviderError::Timeout { .. } => ApiError::ProviderTimeout(format!(
+        FailureKind::Timeout => ApiError::ProviderTimeout(format!(
             "The model '{alias}' ({provider}) did not answer in time; {saved}. Please retry."
         )),
-        ProviderError::Upstream { .. } | ProviderError::Unreachable(_) | ProviderError::ConnectionLost(_) => {
-            ApiError::BadGateway(format!(
-                "The model '{alias}' ({provider}) answered with an error; {saved}. Please retry."
-            ))
-        }
-        ProviderError::UnusableAnswer(_) => ApiError::BadGateway(format!(
+        FailureKind::Upstream | FailureKind::Unreachable | FailureKind::ConnectionLost => ApiError::BadGateway(
+            format!("The model '{alias}' ({provider}) answered with an error; {saved}. Please retry."),
+        ),
+        FailureKind::UnusableAnswer => ApiError::BadGateway(format!(
             "The model '{alias}' ({provider}) gave an answer that could not be used; {saved}. Please retry."
         )),
+    }
+}
+
+fn retry_after_seconds(retry_after: Option<std::time::Duration>) -> u64 {
+    retry_after.map_or(1, |d| d.as_secs_f64().ceil().max(1.0) as u64)
+}
+
+/// The status and sentence of an `error` event: a reply that began and then could not finish.
+pub fn stream_failure(failure: &StreamFailure) -> (u16, String) {
+    let kept = "the text so far is kept; regenerate to try again";
+    match failure {
+        StreamFailure::Provider { alias, provider, kind, retry_after } => {
+            let provider = provider.as_deref().unwrap_or("none");
+            let what = match kind {
+                FailureKind::RateLimited => {
+                    format!("was rate limited (retry after {} seconds)", retry_after_seconds(*retry_after))
+                }
+                FailureKind::Timeout => "did not answer in time".to_owned(),
+                FailureKind::Upstream => "answered with an error".to_owned(),
+                FailureKind::UnusableAnswer => "gave an answer that could not be used".to_owned(),
+                FailureKind::ConnectionLost => "dropped the connection".to_owned(),
+                FailureKind::Unreachable => "could not be reached".to_owned(),
+                FailureKind::NotConfigured => "has no provider configured".to_owned(),
+            };
+            let status = failure_status(*kind).as_u16();
+            (status, format!("The model '{alias}' ({provider}) {what} before the reply was finished; {kept}."))
+        }
+        StreamFailure::Interrupted => (503, format!("The server stopped before this reply was finished; {kept}.")),
+        StreamFailure::Storage => {
+            (503, "The reply could not be saved completely; the chat's history may hold only part of it.".to_owned())
+        }
     }
 }
 

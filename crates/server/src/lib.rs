@@ -1,4 +1,4 @@
-//! The HTTP server: configuration, start-up, routes, extractors, the error mapping and the OpenAPI document.
+//! The HTTP server: configuration, start-up, routes, extractors, event streams, the error mapping and the OpenAPI document.
 
 pub mod config;
 pub mod dto;
@@ -7,6 +7,7 @@ pub mod extract;
 pub mod middleware;
 pub mod openapi;
 pub mod routes;
+pub mod sse;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

@@ -4,7 +4,7 @@ use utoipa::openapi::security::{Flow, HttpAuthScheme, HttpBuilder, OAuth2, Passw
 use utoipa::{Modify, OpenApi};
 
 use crate::dto;
-use crate::routes::{auth, chat, chats, meta};
+use crate::routes::{auth, chat, chats, meta, replies};
 use crate::validation::FieldError;
 
 #[derive(Debug, OpenApi)]
@@ -22,9 +22,12 @@ use crate::validation::FieldError;
         auth::register, auth::login, auth::token, auth::me,
         chats::create_chat, chats::list_chats, chats::get_chat, chats::list_messages,
         chats::update_chat, chats::delete_chat,
-        chat::send_message, chat::list_models,
+        chat::send_message, replies::regenerate, replies::cancel, replies::events, chat::list_models,
     ),
-    components(schemas(FieldError, dto::ErrorResponse, dto::ValidationErrorResponse)),
+    components(schemas(
+        FieldError, dto::ErrorResponse, dto::ValidationErrorResponse,
+        dto::StartEvent, dto::DeltaEvent, dto::DoneEvent, dto::ErrorEvent,
+    )),
     modifiers(&SecuritySchemes),
     tags(
         (name = "auth", description = "Accounts and tokens"),

@@ -2,12 +2,13 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use chat_auth::{PasswordHasher, TokenKeys, TokenSettings, secret_file};
-use chat_service::{ChatService, ChatSettings};
+use chat_service::{ChatService, ChatSettings, GenerationSettings};
 use llm_providers::router::Router;
 
 use crate::dto::ModelResponse;
@@ -23,6 +24,8 @@ use crate::state::AppState;
 pub enum StartupError {
     #[error("database: {0}")]
     Database(#[from] chat_storage::StorageError),
+    #[error("database: {0}")]
+    Recovery(#[from] chat_service::ServiceError),
     #[error("development JWT secret at {path}: {source}")]
     DevSecret { path: PathBuf, source: std::io::Error },
     #[error("password hasher: {0}")]
@@ -39,6 +42,9 @@ pub enum StartupError {
 pub struct Application {
     address: SocketAddr,
     server: Server,
+    service: ChatService,
+    /// How long running replies may take to finish after a shutdown signal.
+    grace: Duration,
 }
 
 impl std::fmt::Debug for Application {
@@ -83,6 +89,37 @@ fn models_of(router: &Router, settings: &Settings) -> Vec<ModelResponse> {
 
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(2, usize::from)
+}
+
+fn task_failed(err: tokio::task::JoinError) -> StartupError {
+    StartupError::Server(std::io::Error::other(err.to_string()))
+}
+
+/// Resolves on SIGTERM or Ctrl-C (SIGINT).
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            () = terminate => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
 }
 
 impl Application {
@@ -131,12 +168,26 @@ impl Application {
             tracing::info!("{note}");
         }
         let models = models_of(&built.router, &settings);
-        let chat = ChatSettings { system_prompt: settings.chat.system_prompt.clone() };
+        let chat = ChatSettings {
+            system_prompt: settings.chat.system_prompt.clone(),
+            default_model: settings.chat.default_model.clone(),
+            generation: GenerationSettings {
+                flush_interval: settings.chat.flush_interval,
+                resume_window: settings.chat.resume_window,
+                ..GenerationSettings::default()
+            },
+        };
+        let service = ChatService::new(db, hasher, tokens, built.router, chat);
+        let interrupted = service.recover_interrupted()?;
+        if interrupted > 0 {
+            tracing::warn!(replies = interrupted, "replies left generating by the previous run are marked interrupted");
+        }
         let state = web::Data::new(AppState {
-            service: ChatService::new(db, hasher, tokens, built.router, chat),
+            service: service.clone(),
             max_body_bytes: settings.server.max_body_bytes,
             max_message_chars: settings.chat.max_message_chars,
             default_model: settings.chat.default_model.clone(),
+            keep_alive: settings.chat.keep_alive,
             models,
         });
         let address = format!("{}:{}", settings.server.host, settings.server.port);
@@ -151,19 +202,40 @@ impl Application {
             App::new().app_data(state.clone()).wrap(from_fn(request_context)).configure(routes::configure)
         })
         .workers(workers)
+        // Signals are handled in `run_until_stopped`, so that running replies get their grace period first.
+        .disable_signals()
         .shutdown_timeout(settings.server.shutdown_timeout.as_secs())
         .listen(listener)
         .map_err(StartupError::Server)?
         .run();
-        Ok(Self { address: bound, server })
+        Ok(Self { address: bound, server, service, grace: settings.server.shutdown_timeout })
     }
 
     pub fn address(&self) -> SocketAddr {
         self.address
     }
 
-    /// Serves until SIGTERM or Ctrl-C, then lets in-flight requests finish within the shutdown timeout.
+    /// Serves until SIGTERM or Ctrl-C. Then no new reply starts, running replies get the grace period
+    /// to finish (and are stored as `interrupted` after it), and in-flight requests finish within the
+    /// shutdown timeout.
     pub async fn run_until_stopped(self) -> Result<(), StartupError> {
-        self.server.await.map_err(StartupError::Server)
+        let Self { server, service, grace, .. } = self;
+        let handle = server.handle();
+        // The server runs as its own task: it must keep running while the replies are given their grace.
+        let mut serving = actix_rt::spawn(server);
+        tokio::select! {
+            stopped = &mut serving => return stopped.map_err(task_failed)?.map_err(StartupError::Server),
+            () = shutdown_signal() => {}
+        }
+        tracing::info!(grace_seconds = grace.as_secs(), "shutting down: running replies may finish first");
+        let interrupted = service.shutdown(grace).await;
+        if interrupted > 0 {
+            tracing::warn!(
+                replies = interrupted,
+                "replies still running after the grace period were stored as interrupted"
+            );
+        }
+        handle.stop(true).await;
+        serving.await.map_err(task_failed)?.map_err(StartupError::Server)
     }
 }

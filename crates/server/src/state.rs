@@ -1,5 +1,7 @@
 //! `AppState`: the one shared context handed to every handler through `web::Data`.
 
+use std::time::Duration;
+
 use chat_service::ChatService;
 
 use crate::dto::ModelResponse;
@@ -13,6 +15,8 @@ pub struct AppState {
     pub max_message_chars: usize,
     /// The alias used when a request names none.
     pub default_model: String,
+    /// The longest silence on an event stream before a keep-alive comment.
+    pub keep_alive: Duration,
     /// `GET /models`, computed once at start-up.
     pub models: Vec<ModelResponse>,
 }

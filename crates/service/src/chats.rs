@@ -1,10 +1,11 @@
 //! Chat management: create, list, read, rename and delete a user's chats, and read their messages.
 
 use chat_domain::time::now_utc;
-use chat_domain::{ChatId, ChatTitle, UserId};
+use chat_domain::{ChatId, ChatTitle, MessageStatus, UserId};
 use chat_storage::chats::{self, ChatPage, ChatSummary, NewChat};
 use chat_storage::{Message, PromptChange, messages};
 
+use crate::generation::StopReason;
 use crate::{ChatService, ServiceError};
 
 /// A chat id from a URL or body. Only the form the server hands out (lower-case, hyphenated) names a
@@ -59,13 +60,21 @@ impl ChatService {
         limit: Option<i64>,
     ) -> Result<Vec<Message>, ServiceError> {
         let id = parse_chat_id(chat_id)?;
-        self.db
+        let mut listed = self
+            .db
             .run(move |c| match chats::find_chat_for_user(c, id, user_id)? {
                 Some(_) => messages::list_messages(c, id, limit).map(Some),
                 None => Ok(None),
             })
             .await?
-            .ok_or_else(|| not_found(chat_id))
+            .ok_or_else(|| not_found(chat_id))?;
+        // A reply generated here shows its text so far, not only what was last written.
+        for message in listed.iter_mut().filter(|m| m.status == MessageStatus::Generating) {
+            if let Some(generation) = self.generations.find(message.id).filter(|g| !g.has_ended()) {
+                message.content = generation.text();
+            }
+        }
+        Ok(listed)
     }
 
     /// Renames the chat, and changes its system prompt when asked.
@@ -87,6 +96,10 @@ impl ChatService {
     /// Deletes the chat and its messages.
     pub async fn delete_chat(&self, user_id: UserId, chat_id: &str) -> Result<(), ServiceError> {
         let id = parse_chat_id(chat_id)?;
+        if let Some(generation) = self.generations.running(id).filter(|g| g.user_id == user_id) {
+            // Its final write then finds nothing to update; its listeners hear it was cancelled.
+            generation.stop(StopReason::Cancel);
+        }
         if self.db.run(move |c| chats::delete_chat_for_user(c, id, user_id)).await? {
             Ok(())
         } else {

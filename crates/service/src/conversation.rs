@@ -1,28 +1,86 @@
-//! Sending a message: store it, build the context, ask the alias's providers, store the reply.
+//! Sending a message and regenerating a reply: check, store, and start the generation that answers.
 
-use std::time::Instant;
+use std::sync::Arc;
 
 use chat_domain::time::now_utc;
 use chat_domain::{ChatId, MessageStatus, Role, UserId};
-use chat_storage::{Message, NewMessage, StorageError, chats, messages};
-use llm_providers::router::RouteError;
+use chat_storage::{DbConnection, NewMessage, StorageError, chats, messages};
+use llm_providers::router::{Alias, RouteError};
 use llm_providers::{ProviderError, Usage};
 
 use crate::chats::{not_found, parse_chat_id};
 use crate::context::{self, HistoryItem};
+use crate::generation::{Ending, Generation, Job, Reservation, StreamStart, Subscription};
 use crate::{ChatService, ServiceError};
 
 /// History is read newest first in pages of this many messages, only as far as the budget reaches.
 const HISTORY_PAGE: i64 = 200;
 
-/// A stored reply and what produced it.
+/// A finished reply, for a caller that waited for all of it.
 #[derive(Debug, Clone)]
 pub struct Reply {
     pub chat_id: ChatId,
     pub user_message_id: i64,
-    pub assistant: Message,
+    pub message_id: i64,
+    pub content: String,
+    pub status: MessageStatus,
+    /// `stop`, `length`, ... or `cancelled`.
+    pub finish_reason: String,
+    /// The alias that answered.
     pub alias: String,
     pub usage: Usage,
+}
+
+/// A reply that has been started: its messages are stored and its generation runs on the server,
+/// whatever becomes of the caller.
+#[derive(Debug)]
+pub struct Started {
+    generation: Arc<Generation>,
+}
+
+impl Started {
+    /// The assistant message being generated.
+    pub fn message_id(&self) -> i64 {
+        self.generation.message_id()
+    }
+
+    /// Waits for the whole reply. A failure before or during it comes back as the error it was.
+    pub async fn whole(self) -> Result<Reply, ServiceError> {
+        let generation = self.generation;
+        generation.ended().await;
+        if let Some(error) = generation.take_error() {
+            return Err(error);
+        }
+        let (ending, status) = generation.ending().ok_or(ServiceError::ShuttingDown)?;
+        let (finish_reason, usage) = match ending {
+            Ending::Done { finish_reason, usage } => (finish_reason, usage),
+            Ending::Failed(_) => (String::new(), Usage::default()),
+        };
+        let start = &generation.start;
+        Ok(Reply {
+            chat_id: start.chat_id,
+            user_message_id: start.user_message_id,
+            message_id: start.message_id,
+            content: generation.text(),
+            status,
+            finish_reason,
+            alias: start.model.clone(),
+            usage,
+        })
+    }
+
+    /// Waits for the first piece of the reply, then hands its events from the start. A failure before
+    /// the first piece comes back as the error it was, so that it can still be answered with a status.
+    pub async fn streamed(self) -> Result<Subscription, ServiceError> {
+        let generation = self.generation;
+        generation.began_or_ended().await;
+        if !generation.has_begun()
+            && let Some(error) = generation.take_error()
+        {
+            return Err(error);
+        }
+        Ok(Subscription::live(generation, 0))
+    }
 }
 
 impl ChatService {
@@ -31,81 +89,126 @@ impl ChatService {
         self.router.aliases().iter().map(|a| a.name.clone()).collect()
     }
 
-    /// Stores `text` as the user's message in the chat, asks the model behind `alias`, and stores the
-    /// reply. The user's message stays stored whatever happens after it was written.
+    fn alias(&self, name: &str) -> Result<Alias, ServiceError> {
+        self.router
+            .alias(name)
+            .cloned()
+            .ok_or_else(|| ServiceError::UnknownModel { requested: name.to_owned(), known: self.alias_names() })
+    }
+
+    /// Stores `text` as the user's message in the chat with a placeholder for the reply, and starts
+    /// the generation of the reply by the model behind `alias`. The user's message stays stored
+    /// whatever happens after it was written.
     pub async fn send_message(
         &self,
         user_id: UserId,
         chat_id: &str,
         text: String,
         alias: &str,
-    ) -> Result<Reply, ServiceError> {
-        let alias = self
-            .router
-            .alias(alias)
-            .cloned()
-            .ok_or_else(|| ServiceError::UnknownModel { requested: alias.to_owned(), known: self.alias_names() })?;
+    ) -> Result<Started, ServiceError> {
+        let alias = self.alias(alias)?;
         let id = parse_chat_id(chat_id)?;
         let chat =
             self.db.run(move |c| chats::find_chat_for_user(c, id, user_id)).await?.ok_or_else(|| not_found(chat_id))?;
-        let _slot = self.slots.try_acquire(id).ok_or(ServiceError::GenerationInProgress)?;
+        let reservation = self.generations.reserve(id)?;
 
-        let system_prompt = chat.system_prompt.clone().or_else(|| self.chat.system_prompt.clone());
-        let system = system_prompt.as_deref().map(|p| (p, self.tokens_of(p)));
+        let system = self.system_prompt(chat.system_prompt);
         let new_tokens = self.tokens_of(&text);
         let servable = !alias.targets.is_empty();
         if servable {
             // Refuse a message too large for the model before storing it.
-            context::build(system, (&text, new_tokens), Vec::new(), alias.prompt_budget())
-                .map_err(ServiceError::MessageTooLarge)?;
+            fits(&system, new_tokens, &alias)?;
         }
-
-        let mut user_message = NewMessage::plain(id, Role::User, text.clone(), now_utc());
+        let now = now_utc();
+        let mut user_message = NewMessage::plain(id, Role::User, text.clone(), now);
         user_message.content_tokens = Some(i32::try_from(new_tokens).unwrap_or(i32::MAX));
-        let stored = self.store(chat_id, user_message).await?;
         if !servable {
             // No provider can serve the alias (production without its key): the message is kept.
-            let error =
-                RouteError { error: ProviderError::NotConfigured, provider: None, attempts: 0, all_unreachable: false };
-            return Err(ServiceError::Provider { alias: alias.name.clone(), error });
+            self.store(chat_id, move |c| messages::insert_message(c, user_message)).await?;
+            return Err(not_configured(&alias));
         }
-
-        let history = self.history_before(id, stored.id, alias.prompt_budget()).await?;
-        let context = context::build(system, (&text, new_tokens), history, alias.prompt_budget())
-            .map_err(ServiceError::MessageTooLarge)?;
-
-        let started = Instant::now();
-        let routed = self
-            .router
-            .complete(&alias, &context.messages)
-            .await
-            .map_err(|error| ServiceError::Provider { alias: alias.name.clone(), error })?;
-        let latency_ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
-        let completion = routed.value;
-        let reply_tokens = self.tokens_of(&completion.text);
-        // Providers that count nothing (the offline model, some local servers) get our estimate.
-        let usage =
-            completion.usage.unwrap_or(Usage { prompt_tokens: context.tokens, completion_tokens: reply_tokens });
-        let now = now_utc();
-        let assistant = NewMessage {
-            status: MessageStatus::Complete,
-            model_alias: Some(alias.name.clone()),
-            provider: Some(routed.provider),
-            provider_model: Some(routed.model),
-            prompt_tokens: Some(i32::try_from(usage.prompt_tokens).unwrap_or(i32::MAX)),
-            completion_tokens: Some(i32::try_from(usage.completion_tokens).unwrap_or(i32::MAX)),
-            content_tokens: Some(i32::try_from(reply_tokens).unwrap_or(i32::MAX)),
-            latency_ms: Some(latency_ms),
-            finish_reason: completion.finish_reason.map(|r| r.as_str().to_owned()),
-            ..NewMessage::plain(id, Role::Assistant, completion.text, now)
-        };
-        let assistant = self.store(chat_id, assistant).await?;
-        Ok(Reply { chat_id: id, user_message_id: stored.id, assistant, alias: alias.name, usage })
+        let reply = placeholder(id, &alias, now);
+        let (question, reply) = self.store(chat_id, move |c| messages::insert_pair(c, user_message, reply)).await?;
+        let start =
+            StreamStart { chat_id: id, user_message_id: question.id, message_id: reply.id, model: alias.name.clone() };
+        Ok(self.launch(reservation, start, user_id, alias, system, (text, new_tokens), false))
     }
 
-    /// Stores a message of the chat; the chat having been deleted meanwhile is a 404, not a failure.
-    async fn store(&self, chat_id: &str, message: NewMessage) -> Result<Message, ServiceError> {
-        match self.db.run(move |c| messages::insert_message(c, message)).await {
+    /// Replaces the chat's last reply with a new one for the same user message (or answers a last
+    /// user message that has none). `alias` defaults to the one of the reply being replaced.
+    pub async fn regenerate(
+        &self,
+        user_id: UserId,
+        chat_id: &str,
+        alias: Option<&str>,
+    ) -> Result<Started, ServiceError> {
+        let requested = alias.map(|name| self.alias(name)).transpose()?;
+        let id = parse_chat_id(chat_id)?;
+        let chat =
+            self.db.run(move |c| chats::find_chat_for_user(c, id, user_id)).await?.ok_or_else(|| not_found(chat_id))?;
+        let reservation = self.generations.reserve(id)?;
+        let exchange = self.db.run(move |c| messages::last_exchange(c, id)).await?;
+        let Some((question, replies)) = exchange.split_first() else {
+            return Err(ServiceError::NothingToRegenerate);
+        };
+        let alias = match requested {
+            Some(alias) => alias,
+            None => {
+                let previous = replies.iter().rev().find_map(|m| m.model_alias.clone());
+                match previous.and_then(|name| self.router.alias(&name).cloned()) {
+                    Some(alias) => alias,
+                    None => self.alias(&self.chat.default_model)?,
+                }
+            }
+        };
+        if alias.targets.is_empty() {
+            return Err(not_configured(&alias));
+        }
+        let system = self.system_prompt(chat.system_prompt);
+        let tokens = match question.content_tokens {
+            Some(stored) => u32::try_from(stored).unwrap_or(0),
+            None => self.tokens_of(&question.content),
+        };
+        fits(&system, tokens, &alias)?;
+        let reply = placeholder(id, &alias, now_utc());
+        let reply = self.store(chat_id, move |c| messages::insert_message(c, reply)).await?;
+        let start =
+            StreamStart { chat_id: id, user_message_id: question.id, message_id: reply.id, model: alias.name.clone() };
+        Ok(self.launch(reservation, start, user_id, alias, system, (question.content.clone(), tokens), true))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn launch(
+        &self,
+        reservation: Reservation,
+        start: StreamStart,
+        user_id: UserId,
+        alias: Alias,
+        system: Option<(String, u32)>,
+        prompt: (String, u32),
+        replacing: bool,
+    ) -> Started {
+        let generation = Arc::new(Generation::new(start, user_id));
+        let job = Job { generation: Arc::clone(&generation), alias, system, prompt, replacing };
+        self.generations.launch(reservation, Arc::clone(&generation), self.clone().generate(job));
+        Started { generation }
+    }
+
+    /// The chat's own system prompt, else the global one, with its tokens.
+    fn system_prompt(&self, own: Option<String>) -> Option<(String, u32)> {
+        own.or_else(|| self.chat.system_prompt.clone()).map(|prompt| {
+            let tokens = self.tokens_of(&prompt);
+            (prompt, tokens)
+        })
+    }
+
+    /// Stores messages of a chat; the chat having been deleted meanwhile is a 404.
+    async fn store<T: Send + 'static>(
+        &self,
+        chat_id: &str,
+        insert: impl FnOnce(&mut DbConnection) -> Result<T, StorageError> + Send + 'static,
+    ) -> Result<T, ServiceError> {
+        match self.db.run(insert).await {
             Err(StorageError::ForeignKeyViolation) => Err(not_found(chat_id)),
             other => Ok(other?),
         }
@@ -117,7 +220,7 @@ impl ChatService {
 
     /// Messages older than `before_id`, newest first, read page by page until `budget` tokens are
     /// covered (so a 10,000-message chat costs one or two small queries).
-    async fn history_before(
+    pub(crate) async fn history_before(
         &self,
         chat_id: ChatId,
         before_id: i64,
@@ -148,4 +251,25 @@ impl ChatService {
             }
         }
     }
+}
+
+/// Whether a message of `tokens` fits the alias's budget with the system prompt alone.
+fn fits(system: &Option<(String, u32)>, tokens: u32, alias: &Alias) -> Result<(), ServiceError> {
+    let system = system.as_ref().map(|(prompt, tokens)| (prompt.as_str(), *tokens));
+    context::build(system, ("", tokens), Vec::new(), alias.prompt_budget()).map_err(ServiceError::MessageTooLarge)?;
+    Ok(())
+}
+
+/// The row a reply is generated into, stored with the message it answers.
+fn placeholder(chat_id: ChatId, alias: &Alias, now: chrono::NaiveDateTime) -> NewMessage {
+    NewMessage {
+        status: MessageStatus::Generating,
+        model_alias: Some(alias.name.clone()),
+        ..NewMessage::plain(chat_id, Role::Assistant, String::new(), now)
+    }
+}
+
+fn not_configured(alias: &Alias) -> ServiceError {
+    let error = RouteError { error: ProviderError::NotConfigured, provider: None, attempts: 0, all_unreachable: false };
+    ServiceError::Provider { alias: alias.name.clone(), error }
 }

@@ -27,6 +27,15 @@ pub enum ServiceError {
     MessageTooLarge(TooLarge),
     #[error("a reply is already being generated in this chat")]
     GenerationInProgress,
+    /// The server is shutting down and starts no new replies (or stopped this one).
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    /// Regenerate in a chat without a user message to answer.
+    #[error("the chat has no message to reply to")]
+    NothingToRegenerate,
+    /// No assistant message with this id in the chat.
+    #[error("message {message_id} not found")]
+    MessageNotFound { message_id: i64 },
     /// Every target of the alias failed; `error` holds the last failure.
     #[error("model alias {alias:?} failed: {error}")]
     Provider { alias: String, error: RouteError },

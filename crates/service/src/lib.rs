@@ -5,23 +5,31 @@ mod chats;
 pub mod context;
 mod conversation;
 mod error;
-mod slots;
+mod generation;
+mod streams;
 pub mod tokens;
 
 use chat_auth::{PasswordHasher, TokenKeys};
 use chat_storage::Database;
 use llm_providers::router::Router;
 
-pub use conversation::Reply;
+pub use conversation::{Reply, Started};
 pub use error::ServiceError;
-pub use slots::GenerationSlots;
+pub use generation::{
+    CANCELLED, Ending, GenerationSettings, NumberedEvent, StreamEvent, StreamFailure, StreamStart, Subscription,
+};
 pub use tokens::TokenCounter;
+
+use generation::Generations;
 
 /// Settings of conversations.
 #[derive(Debug, Clone)]
 pub struct ChatSettings {
     /// Sent first in every context unless the chat has its own.
     pub system_prompt: Option<String>,
+    /// The alias used when a request names none (and a regenerated reply's alias is gone).
+    pub default_model: String,
+    pub generation: GenerationSettings,
 }
 
 /// Everything the use-cases need, built once at start-up and shared; cheap to clone.
@@ -32,13 +40,14 @@ pub struct ChatService {
     tokens: TokenKeys,
     router: Router,
     counter: TokenCounter,
-    slots: GenerationSlots,
+    generations: Generations,
     chat: ChatSettings,
 }
 
 impl ChatService {
     pub fn new(db: Database, hasher: PasswordHasher, tokens: TokenKeys, router: Router, chat: ChatSettings) -> Self {
-        Self { db, hasher, tokens, router, counter: TokenCounter::new(), slots: GenerationSlots::default(), chat }
+        let generations = Generations::new(db.clone(), chat.generation.clone());
+        Self { db, hasher, tokens, router, counter: TokenCounter::new(), generations, chat }
     }
 
     pub fn database(&self) -> &Database {

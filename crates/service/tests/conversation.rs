@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chat_auth::{JwtAlgorithm, PasswordHasher, TokenKeys, TokenSettings};
 use chat_domain::{Email, MessageStatus, Password, Role, UserId};
-use chat_service::{ChatService, ChatSettings, ServiceError};
+use chat_service::{ChatService, ChatSettings, GenerationSettings, Reply, ServiceError};
 use chat_storage::{Database, PoolOptions};
 use futures_util::future::BoxFuture;
 use llm_providers::retry::RetryPolicy;
@@ -99,7 +99,11 @@ async fn setup(provider: Arc<Scripted>, context_window: u32, system_prompt: Opti
         audience: "t".into(),
     });
     let router = Router::new(vec![alias(provider, context_window)]);
-    let chat = ChatSettings { system_prompt: system_prompt.map(str::to_owned) };
+    let chat = ChatSettings {
+        system_prompt: system_prompt.map(str::to_owned),
+        default_model: "fast".into(),
+        generation: GenerationSettings::default(),
+    };
     let svc = ChatService::new(db, PasswordHasher::new(4, 1).unwrap(), tokens, router, chat);
     let user = svc
         .register(Email::parse("conv@example.com").unwrap(), Password::parse("password123".into()).unwrap())
@@ -110,12 +114,17 @@ async fn setup(provider: Arc<Scripted>, context_window: u32, system_prompt: Opti
     Setup { _dir: dir, svc, user, chat }
 }
 
+/// Sends a message and waits for the whole reply, as `POST /chat` without streaming does.
+async fn ask(svc: &ChatService, user: UserId, chat: &str, text: String, alias: &str) -> Result<Reply, ServiceError> {
+    svc.send_message(user, chat, text, alias).await?.whole().await
+}
+
 #[tokio::test]
 async fn stores_the_message_and_the_reply_with_what_produced_it() {
     let provider = Scripted::answering(vec![reply("Hi there")]);
     let s = setup(Arc::clone(&provider), 8192, Some("Be brief.")).await;
-    let answer = s.svc.send_message(s.user, &s.chat, "Hello".into(), "fast").await.unwrap();
-    assert_eq!(answer.assistant.content, "Hi there");
+    let answer = ask(&s.svc, s.user, &s.chat, "Hello".into(), "fast").await.unwrap();
+    assert_eq!(answer.content, "Hi there");
     assert_eq!(answer.usage, Usage { prompt_tokens: 11, completion_tokens: 7 });
     let stored = s.svc.list_messages(s.user, &s.chat, None).await.unwrap();
     assert_eq!(stored.len(), 2);
@@ -139,7 +148,7 @@ async fn stores_the_message_and_the_reply_with_what_produced_it() {
 async fn a_failed_provider_keeps_the_users_message_and_stores_no_reply() {
     let provider = Scripted::answering(vec![Err(ProviderError::Upstream { status: 500, message: "boom".into() })]);
     let s = setup(provider, 8192, None).await;
-    let err = s.svc.send_message(s.user, &s.chat, "Still here?".into(), "fast").await.unwrap_err();
+    let err = ask(&s.svc, s.user, &s.chat, "Still here?".into(), "fast").await.unwrap_err();
     assert!(matches!(err, ServiceError::Provider { .. }), "{err:?}");
     let stored = s.svc.list_messages(s.user, &s.chat, None).await.unwrap();
     assert_eq!(stored.len(), 1);
@@ -152,7 +161,7 @@ async fn a_hundred_turn_chat_sends_its_newest_turns() {
     // A small window: only the newest turns can fit.
     let s = setup(Arc::clone(&provider), 400, None).await;
     for turn in 0..100 {
-        s.svc.send_message(s.user, &s.chat, format!("question number {turn}"), "fast").await.unwrap();
+        ask(&s.svc, s.user, &s.chat, format!("question number {turn}"), "fast").await.unwrap();
     }
     let seen = provider.seen.lock().unwrap();
     let last = seen.last().unwrap();
@@ -166,7 +175,7 @@ async fn a_hundred_turn_chat_sends_its_newest_turns() {
 #[tokio::test]
 async fn a_message_too_large_for_the_window_is_refused_and_not_stored() {
     let s = setup(Scripted::answering(Vec::new()), 200, None).await;
-    let err = s.svc.send_message(s.user, &s.chat, "word ".repeat(500), "fast").await.unwrap_err();
+    let err = ask(&s.svc, s.user, &s.chat, "word ".repeat(500), "fast").await.unwrap_err();
     assert!(matches!(err, ServiceError::MessageTooLarge(_)), "{err:?}");
     assert!(s.svc.list_messages(s.user, &s.chat, None).await.unwrap().is_empty());
 }
@@ -174,12 +183,12 @@ async fn a_message_too_large_for_the_window_is_refused_and_not_stored() {
 #[tokio::test]
 async fn unknown_alias_and_foreign_chat_are_refused() {
     let s = setup(Scripted::answering(Vec::new()), 8192, None).await;
-    match s.svc.send_message(s.user, &s.chat, "hi".into(), "turbo").await {
+    match ask(&s.svc, s.user, &s.chat, "hi".into(), "turbo").await {
         Err(ServiceError::UnknownModel { known, .. }) => assert_eq!(known, ["fast"]),
         other => panic!("{other:?}"),
     }
     let stranger = UserId::new_random();
-    let err = s.svc.send_message(stranger, &s.chat, "hi".into(), "fast").await.unwrap_err();
+    let err = ask(&s.svc, stranger, &s.chat, "hi".into(), "fast").await.unwrap_err();
     assert!(matches!(err, ServiceError::ChatNotFound { .. }));
 }
 
@@ -190,7 +199,7 @@ async fn a_second_message_while_one_is_answered_is_refused() {
     let s = setup(Arc::clone(&provider), 8192, None).await;
     let svc = s.svc.clone();
     let (user, chat) = (s.user, s.chat.clone());
-    let first = tokio::spawn(async move { svc.send_message(user, &chat, "first".into(), "fast").await });
+    let first = tokio::spawn(async move { ask(&svc, user, &chat, "first".into(), "fast").await });
     // Wait until the provider holds the first request.
     for _ in 0..200 {
         if !provider.seen.lock().unwrap().is_empty() {
@@ -198,13 +207,13 @@ async fn a_second_message_while_one_is_answered_is_refused() {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let err = s.svc.send_message(s.user, &s.chat, "second".into(), "fast").await.unwrap_err();
+    let err = ask(&s.svc, s.user, &s.chat, "second".into(), "fast").await.unwrap_err();
     assert!(matches!(err, ServiceError::GenerationInProgress), "{err:?}");
     gate.add_permits(1);
     first.await.unwrap().unwrap();
     // Once the first reply is stored, the chat is free again.
     gate.add_permits(1);
-    s.svc.send_message(s.user, &s.chat, "third".into(), "fast").await.unwrap();
+    ask(&s.svc, s.user, &s.chat, "third".into(), "fast").await.unwrap();
 }
 
 #[tokio::test]
@@ -213,8 +222,8 @@ async fn a_chats_own_system_prompt_replaces_the_global_one() {
     let s = setup(Arc::clone(&provider), 8192, Some("Global prompt.")).await;
     let pirate = s.svc.create_chat(s.user, None, Some("Talk like a pirate.".into())).await.unwrap();
     let pirate_id = pirate.chat.id.to_string();
-    s.svc.send_message(s.user, &pirate_id, "Hello".into(), "fast").await.unwrap();
-    s.svc.send_message(s.user, &s.chat, "Hello".into(), "fast").await.unwrap();
+    ask(&s.svc, s.user, &pirate_id, "Hello".into(), "fast").await.unwrap();
+    ask(&s.svc, s.user, &s.chat, "Hello".into(), "fast").await.unwrap();
     let seen = provider.seen.lock().unwrap();
     assert_eq!(seen[0].messages[0], ChatMessage::new(ChatRole::System, "Talk like a pirate."));
     assert_eq!(seen[1].messages[0], ChatMessage::new(ChatRole::System, "Global prompt."));
@@ -225,7 +234,7 @@ async fn an_alias_without_a_usable_provider_keeps_the_message_and_says_not_confi
     let s = setup(Scripted::answering(Vec::new()), 8192, None).await;
     let empty = Router::new(vec![Alias { name: "fast".into(), targets: Vec::new(), retry: RetryPolicy::default() }]);
     let svc = s.svc.with_router(empty);
-    let err = svc.send_message(s.user, &s.chat, "anyone there?".into(), "fast").await.unwrap_err();
+    let err = ask(&svc, s.user, &s.chat, "anyone there?".into(), "fast").await.unwrap_err();
     match err {
         ServiceError::Provider { error, .. } => assert!(matches!(error.error, ProviderError::NotConfigured)),
         other => panic!("{other:?}"),

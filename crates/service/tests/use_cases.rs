@@ -19,7 +19,11 @@ fn service() -> (tempfile::TempDir, ChatService) {
         audience: "test".into(),
     });
     let router = llm_providers::router::Router::new(Vec::new());
-    let chat = chat_service::ChatSettings { system_prompt: None };
+    let chat = chat_service::ChatSettings {
+        system_prompt: None,
+        default_model: "fast".into(),
+        generation: chat_service::GenerationSettings::default(),
+    };
     (dir, ChatService::new(db, PasswordHasher::new(4, 2).unwrap(), tokens, router, chat))
 }
 

@@ -14,7 +14,7 @@ pub mod users;
 
 pub use chats::{Chat, ChatPage, ChatSummary, NewChat, PromptChange};
 pub use error::StorageError;
-pub use messages::{Message, NewMessage};
+pub use messages::{FinishedReply, Message, NewMessage};
 pub use pool::{Database, DbConnection, PoolOptions, SqliteSynchronous};
 pub use url::DatabaseLocation;
 pub use users::{NewUser, User};

@@ -84,16 +84,162 @@ diesel::define_sql_function! {
     fn last_insert_rowid() -> BigInt;
 }
 
+/// How a generated reply ended: everything its final write sets.
+#[derive(Debug, Clone)]
+pub struct FinishedReply {
+    pub status: MessageStatus,
+    pub content: String,
+    pub provider: Option<String>,
+    pub provider_model: Option<String>,
+    pub prompt_tokens: Option<i32>,
+    pub completion_tokens: Option<i32>,
+    pub content_tokens: Option<i32>,
+    pub latency_ms: Option<i32>,
+    pub finish_reason: Option<String>,
+    pub error_detail: Option<String>,
+    pub at: NaiveDateTime,
+}
+
 /// Stores `message` and moves its chat's `updated_at` to the message's time, in one transaction.
 pub fn insert_message(conn: &mut DbConnection, message: NewMessage) -> Result<Message, StorageError> {
-    let chat_id = message.chat_id.to_string();
-    let at = message.created_at;
+    let mut stored = insert_messages(conn, vec![message])?;
+    stored.pop().ok_or(StorageError::Query(diesel::result::Error::NotFound))
+}
+
+/// Stores a user message and the placeholder of its reply in one transaction (one commit).
+pub fn insert_pair(
+    conn: &mut DbConnection,
+    first: NewMessage,
+    second: NewMessage,
+) -> Result<(Message, Message), StorageError> {
+    let mut stored = insert_messages(conn, vec![first, second])?.into_iter();
+    match (stored.next(), stored.next()) {
+        (Some(first), Some(second)) => Ok((first, second)),
+        _ => Err(StorageError::Query(diesel::result::Error::NotFound)),
+    }
+}
+
+/// Stores `batch` (all of one chat) in order and moves the chat's `updated_at` to the last one's time,
+/// in one transaction.
+pub fn insert_messages(conn: &mut DbConnection, batch: Vec<NewMessage>) -> Result<Vec<Message>, StorageError> {
     conn.transaction(|conn| {
-        diesel::insert_into(messages::table).values(message).execute(conn).map_err(StorageError::from_insert)?;
-        let id: i64 = diesel::select(last_insert_rowid()).get_result(conn)?;
-        diesel::update(chats::table.find(&chat_id)).set(chats::updated_at.eq(at)).execute(conn)?;
-        Ok(messages::table.find(id).select(Message::as_select()).first(conn)?)
+        let mut stored = Vec::with_capacity(batch.len());
+        for message in batch {
+            let chat_id = message.chat_id.to_string();
+            let at = message.created_at;
+            diesel::insert_into(messages::table).values(message).execute(conn).map_err(StorageError::from_insert)?;
+            let id: i64 = diesel::select(last_insert_rowid()).get_result(conn)?;
+            diesel::update(chats::table.find(&chat_id)).set(chats::updated_at.eq(at)).execute(conn)?;
+            stored.push(messages::table.find(id).select(Message::as_select()).first(conn)?);
+        }
+        Ok(stored)
     })
+}
+
+/// The message `id` of the chat, if it exists there.
+pub fn find_message(conn: &mut DbConnection, chat_id: ChatId, id: i64) -> Result<Option<Message>, StorageError> {
+    Ok(messages::table
+        .filter(messages::id.eq(id))
+        .filter(messages::chat_id.eq(chat_id.to_string()))
+        .select(Message::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// The chat's newest user message and every message after it (its replies), oldest first; empty when
+/// the chat has no user message.
+pub fn last_exchange(conn: &mut DbConnection, chat_id: ChatId) -> Result<Vec<Message>, StorageError> {
+    let chat = chat_id.to_string();
+    let last_user: Option<i64> = messages::table
+        .filter(messages::chat_id.eq(&chat))
+        .filter(messages::role.eq(Role::User.as_str()))
+        .select(diesel::dsl::max(messages::id))
+        .first(conn)?;
+    let Some(from) = last_user else { return Ok(Vec::new()) };
+    Ok(messages::table
+        .filter(messages::chat_id.eq(&chat))
+        .filter(messages::id.ge(from))
+        .order(messages::id.asc())
+        .select(Message::as_select())
+        .load(conn)?)
+}
+
+/// Writes the text generated so far into replies still `generating`, all in one transaction (one
+/// commit however many replies are streaming). A reply that has ended meanwhile is left as it ended.
+pub fn save_progress(conn: &mut DbConnection, progress: &[(i64, String)]) -> Result<(), StorageError> {
+    if progress.is_empty() {
+        return Ok(());
+    }
+    conn.transaction(|conn| {
+        for (id, content) in progress {
+            diesel::update(
+                messages::table
+                    .filter(messages::id.eq(id))
+                    .filter(messages::status.eq(MessageStatus::Generating.as_str())),
+            )
+            .set(messages::content.eq(content))
+            .execute(conn)?;
+        }
+        Ok(())
+    })
+}
+
+/// The final write of a generated reply, which moves its chat's `updated_at` too. `false` when the
+/// reply is gone (its chat was deleted) or had already ended.
+pub fn finish_reply(conn: &mut DbConnection, id: i64, reply: FinishedReply) -> Result<bool, StorageError> {
+    conn.transaction(|conn| {
+        let updated = diesel::update(
+            messages::table.filter(messages::id.eq(id)).filter(messages::status.eq(MessageStatus::Generating.as_str())),
+        )
+        .set((
+            messages::status.eq(reply.status.as_str()),
+            messages::content.eq(reply.content),
+            messages::provider.eq(reply.provider),
+            messages::provider_model.eq(reply.provider_model),
+            messages::prompt_tokens.eq(reply.prompt_tokens),
+            messages::completion_tokens.eq(reply.completion_tokens),
+            messages::content_tokens.eq(reply.content_tokens),
+            messages::latency_ms.eq(reply.latency_ms),
+            messages::finish_reason.eq(reply.finish_reason),
+            messages::error_detail.eq(reply.error_detail),
+            messages::updated_at.eq(reply.at),
+        ))
+        .execute(conn)?;
+        if updated == 0 {
+            return Ok(false);
+        }
+        let chat: String = messages::table.find(id).select(messages::chat_id).first(conn)?;
+        diesel::update(chats::table.find(chat)).set(chats::updated_at.eq(reply.at)).execute(conn)?;
+        Ok(true)
+    })
+}
+
+/// Deletes the message `id`; `false` when there was none.
+pub fn delete_message(conn: &mut DbConnection, id: i64) -> Result<bool, StorageError> {
+    Ok(diesel::delete(messages::table.find(id)).execute(conn)? > 0)
+}
+
+/// Deletes the chat's messages strictly between two ids: the replies a regenerated one replaces.
+pub fn delete_between(
+    conn: &mut DbConnection,
+    chat_id: ChatId,
+    after: i64,
+    before: i64,
+) -> Result<usize, StorageError> {
+    Ok(diesel::delete(
+        messages::table
+            .filter(messages::chat_id.eq(chat_id.to_string()))
+            .filter(messages::id.gt(after))
+            .filter(messages::id.lt(before)),
+    )
+    .execute(conn)?)
+}
+
+/// Marks every reply still `generating` as `interrupted`: at start-up, what a crash left behind.
+pub fn interrupt_generating(conn: &mut DbConnection, at: NaiveDateTime) -> Result<usize, StorageError> {
+    Ok(diesel::update(messages::table.filter(messages::status.eq(MessageStatus::Generating.as_str())))
+        .set((messages::status.eq(MessageStatus::Interrupted.as_str()), messages::updated_at.eq(at)))
+        .execute(conn)?)
 }
 
 /// The chat's messages, oldest first; with `limit`, the oldest `limit`.

@@ -36,6 +36,9 @@ pub(super) struct FileChat {
     pub system_prompt: Option<String>,
     pub max_message_chars: Option<String>,
     pub default_model: Option<String>,
+    pub stream_flush_ms: Option<String>,
+    pub stream_resume_seconds: Option<String>,
+    pub keep_alive_seconds: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

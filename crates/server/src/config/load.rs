@@ -183,6 +183,27 @@ pub fn load(env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, ConfigError>
             "fast".to_owned(),
             non_empty,
         ),
+        flush_interval: r.pick(
+            "STREAM_FLUSH_MS",
+            "chat.stream_flush_ms",
+            file.chat.stream_flush_ms,
+            Duration::from_millis(500),
+            |s| parse_num(s, 10, 60_000).map(Duration::from_millis),
+        ),
+        resume_window: r.pick(
+            "STREAM_RESUME_SECONDS",
+            "chat.stream_resume_seconds",
+            file.chat.stream_resume_seconds,
+            Duration::from_secs(300),
+            |s| parse_num(s, 0, 86_400).map(Duration::from_secs),
+        ),
+        keep_alive: r.pick(
+            "SSE_KEEP_ALIVE_SECONDS",
+            "chat.keep_alive_seconds",
+            file.chat.keep_alive_seconds,
+            Duration::from_secs(15),
+            |s| parse_num(s, 1, 3600).map(Duration::from_secs),
+        ),
     };
     let timeouts = Timeouts {
         connect: r.pick(

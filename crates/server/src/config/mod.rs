@@ -46,6 +46,12 @@ pub struct ChatConfig {
     pub max_message_chars: usize,
     /// The alias used when a request names none.
     pub default_model: String,
+    /// How often streamed text is written to the database while a reply is generated.
+    pub flush_interval: Duration,
+    /// How long a finished reply's events stay in memory for listeners resuming by event id.
+    pub resume_window: Duration,
+    /// The longest silence on an event stream before a `: keep-alive` comment.
+    pub keep_alive: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -57,7 +63,8 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     /// HTTP worker threads; 0 means one per CPU core.
     pub workers: usize,
-    /// How long in-flight requests may take to finish after SIGTERM or Ctrl-C.
+    /// After SIGTERM or Ctrl-C, how long running replies may take to finish before they are stored as
+    /// `interrupted` (in-flight requests get as long).
     pub shutdown_timeout: Duration,
 }
 

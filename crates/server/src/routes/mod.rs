@@ -4,6 +4,7 @@ pub mod auth;
 pub mod chat;
 pub mod chats;
 pub mod meta;
+pub mod replies;
 
 use actix_web::{Resource, web};
 use utoipa::OpenApi;
@@ -47,6 +48,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::delete().to(chats::delete_chat)),
         )
         .service(resource("/chats/{chat_id}/messages").route(web::get().to(chats::list_messages)))
+        .service(resource("/chats/{chat_id}/messages/{message_id}/events").route(web::get().to(replies::events)))
+        .service(resource("/chats/{chat_id}/regenerate").route(web::post().to(replies::regenerate)))
+        .service(resource("/chats/{chat_id}/cancel").route(web::post().to(replies::cancel)))
         .service(resource("/chat").route(web::post().to(chat::send_message)))
         .service(resource("/models").route(web::get().to(chat::list_models)))
         .service(resource("/docs").route(web::get().to(meta::docs_redirect)))

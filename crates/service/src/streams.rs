@@ -1,0 +1,81 @@
+//! Following a reply's events (live, resumed, or replayed from storage) and stopping a chat's generation.
+
+use std::time::Duration;
+
+use chat_domain::{MessageStatus, Role, UserId};
+use chat_storage::{chats, messages};
+
+use crate::chats::{not_found, parse_chat_id};
+use crate::generation::{CANCELLED, Ending, StopReason, Subscription, replay};
+use crate::{ChatService, ServiceError};
+
+/// How long a cancel waits for the stopped reply to be stored before answering anyway.
+const CANCEL_WAIT: Duration = Duration::from_secs(10);
+
+impl ChatService {
+    /// The events of an assistant message of the user's chat: live from after `last_event_id` while it
+    /// is generated here (or finished recently), else told again from storage from its `start`.
+    pub async fn follow(
+        &self,
+        user_id: UserId,
+        chat_id: &str,
+        message_id: i64,
+        last_event_id: Option<u64>,
+    ) -> Result<Subscription, ServiceError> {
+        let id = parse_chat_id(chat_id)?;
+        let stored = self
+            .db
+            .run(move |c| match chats::find_chat_for_user(c, id, user_id)? {
+                Some(_) => messages::find_message(c, id, message_id).map(Some),
+                None => Ok(None),
+            })
+            .await?
+            .ok_or_else(|| not_found(chat_id))?;
+        let missing = || ServiceError::MessageNotFound { message_id };
+        let message = stored.filter(|m| m.role == Role::Assistant).ok_or_else(missing)?;
+        if let Some(generation) = self.generations.find(message_id).filter(|g| g.start.chat_id == id) {
+            return Ok(Subscription::live(generation, last_event_id.unwrap_or(0)));
+        }
+        // Not in memory: the reply is told from what is stored. Its `start` tells a resuming listener
+        // to begin the message again, as the ids it saw may not match these.
+        let user_message_id = self
+            .db
+            .run(move |c| messages::list_recent_messages(c, id, message_id, 1))
+            .await?
+            .into_iter()
+            .find(|m| m.role == Role::User)
+            .map_or(0, |m| m.id);
+        Ok(Subscription::replay(replay(&message, user_message_id)))
+    }
+
+    /// Stops the chat's running generation; its text so far is stored as `cancelled` before this
+    /// returns. `false` when nothing was running.
+    pub async fn cancel(&self, user_id: UserId, chat_id: &str) -> Result<bool, ServiceError> {
+        let id = parse_chat_id(chat_id)?;
+        self.db.run(move |c| chats::find_chat_for_user(c, id, user_id)).await?.ok_or_else(|| not_found(chat_id))?;
+        let Some(generation) = self.generations.running(id) else { return Ok(false) };
+        generation.stop(StopReason::Cancel);
+        if tokio::time::timeout(CANCEL_WAIT, generation.ended()).await.is_err() {
+            tracing::warn!(message_id = generation.message_id(), "a cancelled reply was not stored in time");
+        }
+        Ok(match generation.ending() {
+            Some((Ending::Done { finish_reason, .. }, MessageStatus::Cancelled)) => finish_reason == CANCELLED,
+            Some(_) => false,
+            // Still being stored: it was told to stop before it finished.
+            None => true,
+        })
+    }
+
+    /// Marks replies left `generating` by a previous run (a crash) as `interrupted`. Blocking: for
+    /// start-up, before requests are served.
+    pub fn recover_interrupted(&self) -> Result<usize, ServiceError> {
+        let now = chat_domain::time::now_utc();
+        Ok(self.db.with_connection(|c| messages::interrupt_generating(c, now))?)
+    }
+
+    /// Refuses new replies, gives running ones `grace` to finish, then stores the rest as
+    /// `interrupted`. Returns how many were interrupted.
+    pub async fn shutdown(&self, grace: Duration) -> usize {
+        self.generations.shutdown(grace).await
+    }
+}
