@@ -9,60 +9,12 @@ use reqwest::header::{HeaderMap, RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+use crate::support::llm::{GROQ_KEY, TOTAL_TIMEOUT, fast_alias, setup, start};
 use crate::support::{TestServer, TestUser};
 
-const GROQ_KEY: &str = "test-groq-key";
 const DEFAULT_SYSTEM_PROMPT: &str = "You are a helpful, friendly AI assistant. Answer clearly and concisely.";
-const TOTAL_TIMEOUT: Duration = Duration::from_millis(3000);
 const WAIT: Duration = Duration::from_secs(15);
 const BUSY: &str = "A reply is already being generated in this chat";
-
-/// A CONFIG_FILE whose `fast` alias is `models` on Groq, one retry each, short backoff, `Retry-After` waited up to 2 s.
-fn fast_alias(models: &[&str], context_window: u32, max_output_tokens: u32) -> String {
-    let targets: Vec<String> = models
-        .iter()
-        .map(|model| {
-            format!(
-                r#"{{ provider = "groq", model = "{model}", context_window = {context_window}, max_output_tokens = {max_output_tokens} }}"#
-            )
-        })
-        .collect();
-    format!(
-        "[aliases.fast]\ntargets = [{}]\nmax_retries = 1\ninitial_backoff_ms = 10\nmax_backoff_ms = 20\nmax_retry_after_ms = 2000\n",
-        targets.join(", ")
-    )
-}
-
-/// Starts a server with short LLM timeouts; with `groq_base` the Groq provider is there with the test key; `config`
-/// becomes its CONFIG_FILE; `extra` comes last.
-async fn start(groq_base: Option<&str>, config: Option<&str>, extra: &[(&str, &str)]) -> TestServer {
-    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
-    let mut env: Vec<(String, String)> = vec![
-        ("LLM_FIRST_TOKEN_TIMEOUT_MS".into(), "1500".into()),
-        ("LLM_TOTAL_TIMEOUT_MS".into(), TOTAL_TIMEOUT.as_millis().to_string()),
-    ];
-    if let Some(base) = groq_base {
-        env.push(("GROQ_API_KEY".into(), GROQ_KEY.into()));
-        env.push(("GROQ_BASE_URL".into(), format!("{base}/v1")));
-    }
-    if let Some(config) = config {
-        let path = dir.path().join("chat.toml");
-        std::fs::write(&path, config).expect("write CONFIG_FILE");
-        env.push(("CONFIG_FILE".into(), path.display().to_string()));
-    }
-    env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    TestServer::start_in(dir, &env, &[]).await
-}
-
-/// A mock, a server on it (Groq with the test key), a user and one of their chats.
-async fn setup(config: Option<&str>, extra: &[(&str, &str)]) -> (MockLlm, TestServer, TestUser, String) {
-    let mock = MockLlm::start().await.expect("start mock");
-    let server = start(Some(&mock.base_url()), config, extra).await;
-    let user = server.signup().await;
-    let chat = server.create_chat(&user, None).await["id"].as_str().expect("chat id").to_owned();
-    (mock, server, user, chat)
-}
 
 async fn ask(server: &TestServer, user: &TestUser, body: Value) -> (StatusCode, HeaderMap, Value) {
     server.call(Method::POST, "/chat", Some(&user.token), Some(body)).await

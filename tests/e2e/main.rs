@@ -14,4 +14,5 @@ mod chats;
 mod docs;
 mod errors;
 mod startup;
+mod streaming;
 mod walkthrough;

@@ -14,7 +14,8 @@ const CANCEL_WAIT: Duration = Duration::from_secs(10);
 
 impl ChatService {
     /// The events of an assistant message of the user's chat: live from after `last_event_id` while it
-    /// is generated here (or finished recently), else told again from storage from its `start`.
+    /// is generated here (or, when resuming, finished recently); otherwise a finished reply told whole
+    /// (`start`, one `delta`, its ending).
     pub async fn follow(
         &self,
         user_id: UserId,
@@ -34,6 +35,12 @@ impl ChatService {
         let missing = || ServiceError::MessageNotFound { message_id };
         let message = stored.filter(|m| m.role == Role::Assistant).ok_or_else(missing)?;
         if let Some(generation) = self.generations.find(message_id).filter(|g| g.start.chat_id == id) {
+            // A finished reply is told whole, as from storage, unless a listener resumes its stream.
+            if last_event_id.is_none()
+                && let Some(summary) = generation.summary()
+            {
+                return Ok(Subscription::replay(summary));
+            }
             return Ok(Subscription::live(generation, last_event_id.unwrap_or(0)));
         }
         // Not in memory: the reply is told from what is stored. Its `start` tells a resuming listener

@@ -8,6 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
+
+pub mod llm;
+pub mod sse;
 use serde_json::{Value, json};
 
 /// The secret the test servers sign with, so tests can forge tokens to attack them.
@@ -149,6 +152,12 @@ impl TestServer {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         panic!("{needle:?} never appeared in the logs:\n{}", self.logs());
+    }
+
+    /// Kills the process with SIGKILL (a crash: nothing runs on the way out) and waits for it.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("wait for the killed server");
     }
 
     /// Sends SIGTERM and waits (bounded) for the process to exit.

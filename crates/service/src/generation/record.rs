@@ -187,6 +187,18 @@ impl Generation {
         self.state().ending.is_some()
     }
 
+    /// A finished reply told as a stored one is: `start`, one `delta` with all its text, its ending.
+    pub(crate) fn summary(&self) -> Option<Vec<NumberedEvent>> {
+        let state = self.state();
+        let ending = state.ending.clone()?;
+        let mut events = vec![StreamEvent::Start(self.start.clone())];
+        if !state.text.is_empty() {
+            events.push(StreamEvent::Delta(state.text.clone()));
+        }
+        events.push(StreamEvent::End { message_id: self.message_id(), ending });
+        Some(events.into_iter().zip(1..).map(|(event, id)| NumberedEvent { id, event }).collect())
+    }
+
     /// The events after id `after`, and whether the stream is over once they are sent.
     pub(crate) fn events_after(&self, after: u64) -> (Vec<NumberedEvent>, bool) {
         let state = self.state();
