@@ -1,7 +1,6 @@
 //! `POST /chat` and `GET /models` of API.md over real HTTP: the real binary talking to a real local mock LLM.
 
 use std::net::TcpListener;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mock_llm::{MockLlm, RecordedRequest};

@@ -13,6 +13,7 @@ mod chat;
 mod chats;
 mod docs;
 mod errors;
+mod replies;
 mod startup;
 mod streaming;
 mod walkthrough;

@@ -93,17 +93,17 @@ impl ChatService {
             .ok_or_else(|| not_found(chat_id))
     }
 
-    /// Deletes the chat and its messages.
+    /// Deletes the chat and its messages, and stops its running reply.
     pub async fn delete_chat(&self, user_id: UserId, chat_id: &str) -> Result<(), ServiceError> {
         let id = parse_chat_id(chat_id)?;
+        if !self.db.run(move |c| chats::delete_chat_for_user(c, id, user_id)).await? {
+            return Err(not_found(chat_id));
+        }
+        // Stopped after the rows are gone, its final write finds nothing: its caller gets the chat's
+        // 404 and its listeners hear it was cancelled.
         if let Some(generation) = self.generations.running(id).filter(|g| g.user_id == user_id) {
-            // Its final write then finds nothing to update; its listeners hear it was cancelled.
             generation.stop(StopReason::Cancel);
         }
-        if self.db.run(move |c| chats::delete_chat_for_user(c, id, user_id)).await? {
-            Ok(())
-        } else {
-            Err(not_found(chat_id))
-        }
+        Ok(())
     }
 }
