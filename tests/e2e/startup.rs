@@ -249,3 +249,14 @@ async fn health_reports_healthy() {
     assert_eq!(status, StatusCode::OK, "GET /health: {body}");
     assert_eq!(body["status"], "healthy", "GET /health: {body}");
 }
+
+#[tokio::test]
+async fn a_second_server_on_the_same_sqlite_file_is_refused_and_the_first_keeps_serving() {
+    let first = TestServer::start().await;
+    let url = format!("sqlite://{}", first.db_path().display());
+    let (status, output) = TestServer::run_to_exit(&[("DATABASE_URL", &url)], &[]);
+    assert_refused(status, &output);
+    assert!(output.contains("another chat-server is using this database"), "{output}");
+    let (status, body) = first.get("/health", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}

@@ -237,12 +237,18 @@ async fn a_finished_reply_is_told_whole_or_resumed_with_its_live_numbering() {
     assert!(streamed.len() >= 5, "{streamed:?}");
     let message_id = message_id_of(&streamed);
 
+    // Told whole, the delta and the ending keep their live ids, so that resuming from either is exact.
+    let last = streamed.len() as u64;
     let whole = sse::follow(&server, &user, &chat, message_id, None).await.unwrap().collect().await;
     assert_eq!(names(&whole), ["start", "delta", "done"]);
-    assert_eq!(ids(&whole), [1, 2, 3]);
+    assert_eq!(ids(&whole), [1, last - 1, last]);
     assert_eq!(whole[0].data, streamed[0].data);
     assert_eq!(whole[1].data, json!({"text": text}));
     assert_eq!(whole[2].data, streamed[streamed.len() - 1].data);
+    let after_whole = sse::follow(&server, &user, &chat, message_id, Some(last - 1)).await.unwrap().collect().await;
+    assert_eq!(after_whole, streamed[streamed.len() - 1..], "after the whole text, only the ending is left");
+    let nothing = sse::follow(&server, &user, &chat, message_id, Some(last)).await.unwrap().collect().await;
+    assert!(nothing.is_empty(), "a listener that saw the ending gets nothing again: {nothing:?}");
 
     let resume_after = 3;
     let rest = sse::follow(&server, &user, &chat, message_id, Some(resume_after)).await.unwrap().collect().await;

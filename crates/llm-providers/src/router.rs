@@ -108,19 +108,29 @@ impl Router {
         .await
     }
 
-    /// A stream from the first target whose stream yields a first chunk. After that chunk, failures
-    /// are the caller's to report: text may already have been shown, so nothing is retried.
+    /// A stream from the first target whose stream yields text: it begins with the first non-empty
+    /// piece of text (and any usage or finish chunk that came before it). After that, failures are the
+    /// caller's to report: text may already have been shown, so nothing is retried. A stream that ends
+    /// or fails before any text counts as a failed attempt, retried and fallen back from like any other.
     pub async fn stream(&self, alias: &Alias, messages: &[ChatMessage]) -> Result<Routed<ChunkStream>, RouteError> {
         attempt_all(alias, messages, |target, request| {
             let provider = Arc::clone(&target.provider);
             async move {
                 let mut chunks = provider.stream(&request).await?;
-                match chunks.next().await {
-                    Some(Ok(first)) => {
-                        Ok(Box::pin(stream::once(async move { Ok(first) }).chain(chunks)) as ChunkStream)
+                let mut before = Vec::new();
+                loop {
+                    match chunks.next().await {
+                        Some(Ok(StreamChunk::Text(text))) if text.is_empty() => {}
+                        Some(Ok(first @ StreamChunk::Text(_))) => {
+                            before.push(Ok(first));
+                            return Ok(Box::pin(stream::iter(before).chain(chunks)) as ChunkStream);
+                        }
+                        Some(Ok(other)) => before.push(Ok(other)),
+                        Some(Err(err)) => return Err(err),
+                        None => {
+                            return Err(ProviderError::UnusableAnswer("the stream ended without any text".into()));
+                        }
                     }
-                    Some(Err(err)) => Err(err),
-                    None => Err(ProviderError::UnusableAnswer("the stream ended without any content".into())),
                 }
             }
         })
@@ -399,6 +409,28 @@ mod tests {
         assert_eq!(chunks.len(), 2);
         assert!(chunks[1].is_err());
         assert_eq!((midway.calls(), spare.calls()), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn a_stream_begins_with_its_first_text_and_one_without_text_falls_back() {
+        // No text at all (a null content with a finish reason): not begun, so the next target serves.
+        let empty = Scripted::new(
+            "empty",
+            vec![Ok(vec![Ok(StreamChunk::Text(String::new())), Ok(StreamChunk::Finish(FinishReason::Stop))])],
+        );
+        let good = Scripted::new(
+            "good",
+            vec![Ok(vec![
+                Ok(StreamChunk::Usage(crate::Usage { prompt_tokens: 1, completion_tokens: 0 })),
+                Ok(StreamChunk::Text("hi".into())),
+            ])],
+        );
+        let a = alias(vec![Arc::clone(&empty), Arc::clone(&good)], 0);
+        let routed = Router::new(vec![a.clone()]).stream(&a, &hello()).await.unwrap();
+        assert_eq!(routed.provider, "good");
+        let chunks: Vec<_> = routed.value.map(Result::unwrap).collect().await;
+        assert!(matches!(chunks[0], StreamChunk::Usage(_)), "chunks before the text are kept: {chunks:?}");
+        assert_eq!(chunks[1], StreamChunk::Text("hi".into()));
     }
 
     #[test]

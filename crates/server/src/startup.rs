@@ -19,6 +19,9 @@ use crate::middleware::request_context;
 use crate::routes;
 use crate::state::AppState;
 
+/// How long requests still in flight may take once running replies are done or interrupted at shutdown.
+const REQUESTS_AFTER_GRACE: Duration = Duration::from_secs(5);
+
 /// Why the server could not start; each names its cause for the operator.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -131,6 +134,7 @@ impl Application {
             acquire_timeout: settings.database.acquire_timeout,
             busy_timeout: settings.database.busy_timeout,
             synchronous: settings.database.sqlite_synchronous,
+            exclusive: true,
         };
         let db = Database::open(&settings.database.url, &pool)?;
         tracing::info!(database = %db.location(), "database ready");
@@ -202,9 +206,10 @@ impl Application {
             App::new().app_data(state.clone()).wrap(from_fn(request_context)).configure(routes::configure)
         })
         .workers(workers)
-        // Signals are handled in `run_until_stopped`, so that running replies get their grace period first.
+        // Signals are handled in `run_until_stopped`, so that running replies get their grace period
+        // first; by then requests still in flight are short ones, given this long to finish.
         .disable_signals()
-        .shutdown_timeout(settings.server.shutdown_timeout.as_secs())
+        .shutdown_timeout(REQUESTS_AFTER_GRACE.as_secs())
         .listen(listener)
         .map_err(StartupError::Server)?
         .run();

@@ -3,7 +3,7 @@
 use chat_domain::time::now_utc;
 use chat_domain::{ChatId, ChatTitle, MessageStatus, UserId};
 use chat_storage::chats::{self, ChatPage, ChatSummary, NewChat};
-use chat_storage::{Message, PromptChange, messages};
+use chat_storage::{Message, PromptChange, StorageError, messages};
 
 use crate::generation::StopReason;
 use crate::{ChatService, ServiceError};
@@ -96,14 +96,19 @@ impl ChatService {
     /// Deletes the chat and its messages, and stops its running reply.
     pub async fn delete_chat(&self, user_id: UserId, chat_id: &str) -> Result<(), ServiceError> {
         let id = parse_chat_id(chat_id)?;
-        if !self.db.run(move |c| chats::delete_chat_for_user(c, id, user_id)).await? {
-            return Err(not_found(chat_id));
-        }
-        // Stopped after the rows are gone, its final write finds nothing: its caller gets the chat's
-        // 404 and its listeners hear it was cancelled.
-        if let Some(generation) = self.generations.running(id).filter(|g| g.user_id == user_id) {
-            generation.stop(StopReason::Cancel);
-        }
-        Ok(())
+        let svc = self.clone();
+        // Run to the end even if the caller goes away: rows deleted must mean the reply is stopped.
+        let deleted = tokio::spawn(async move {
+            let deleted = svc.db.run(move |c| chats::delete_chat_for_user(c, id, user_id)).await?;
+            if deleted {
+                // Stopped after the rows are gone, its final write finds nothing: its caller gets the
+                // chat's 404 and its listeners hear it was cancelled.
+                svc.generations.stop_chat(id, StopReason::Cancel);
+            }
+            Ok::<_, StorageError>(deleted)
+        })
+        .await
+        .map_err(StorageError::TaskFailed)??;
+        if deleted { Ok(()) } else { Err(not_found(chat_id)) }
     }
 }

@@ -4,13 +4,22 @@ use std::sync::Arc;
 
 use chat_domain::time::now_utc;
 use chat_domain::{ChatId, MessageStatus, Role, UserId};
-use chat_storage::{DbConnection, NewMessage, StorageError, chats, messages};
+use chat_storage::{DbConnection, Message, NewMessage, StorageError, chats, messages};
 use llm_providers::router::{Alias, RouteError};
 use llm_providers::{ProviderError, Usage};
 
 use crate::chats::{not_found, parse_chat_id};
 use crate::context::{self, HistoryItem};
 use crate::generation::{Ending, Generation, Job, Reservation, StreamStart, Subscription};
+
+/// What a generation is launched with, once its rows are stored.
+struct Launch {
+    reservation: Reservation,
+    alias: Alias,
+    system: Option<(String, u32)>,
+    prompt: (String, u32),
+    replacing: bool,
+}
 use crate::{ChatService, ServiceError};
 
 /// History is read newest first in pages of this many messages, only as far as the budget reaches.
@@ -128,10 +137,11 @@ impl ChatService {
             return Err(not_configured(&alias));
         }
         let reply = placeholder(id, &alias, now);
-        let (question, reply) = self.store(chat_id, move |c| messages::insert_pair(c, user_message, reply)).await?;
-        let start =
-            StreamStart { chat_id: id, user_message_id: question.id, message_id: reply.id, model: alias.name.clone() };
-        Ok(self.launch(reservation, start, user_id, alias, system, (text, new_tokens), false))
+        let launch = Launch { reservation, alias, system, prompt: (text, new_tokens), replacing: false };
+        self.store_and_launch(chat_id, launch, move |c| {
+            messages::insert_pair(c, user_message, reply).map(|(question, reply)| (question.id, reply))
+        })
+        .await
     }
 
     /// Replaces the chat's last reply with a new one for the same user message (or answers a last
@@ -170,28 +180,44 @@ impl ChatService {
             None => self.tokens_of(&question.content),
         };
         fits(&system, tokens, &alias)?;
+        let question_id = question.id;
         let reply = placeholder(id, &alias, now_utc());
-        let reply = self.store(chat_id, move |c| messages::insert_message(c, reply)).await?;
-        let start =
-            StreamStart { chat_id: id, user_message_id: question.id, message_id: reply.id, model: alias.name.clone() };
-        Ok(self.launch(reservation, start, user_id, alias, system, (question.content.clone(), tokens), true))
+        let launch = Launch { reservation, alias, system, prompt: (question.content.clone(), tokens), replacing: true };
+        self.store_and_launch(chat_id, launch, move |c| {
+            let reply = messages::insert_message(c, reply)?;
+            Ok((question_id, reply))
+        })
+        .await
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn launch(
+    /// Stores the reply's placeholder (with the user's message, for a new one) and launches its
+    /// generation, as one task that runs to its end even if the caller goes away: stored rows always
+    /// get their generation.
+    /// `insert` stores the rows and returns the id of the user message answered and the placeholder.
+    async fn store_and_launch(
         &self,
-        reservation: Reservation,
-        start: StreamStart,
-        user_id: UserId,
-        alias: Alias,
-        system: Option<(String, u32)>,
-        prompt: (String, u32),
-        replacing: bool,
-    ) -> Started {
-        let generation = Arc::new(Generation::new(start, user_id));
-        let job = Job { generation: Arc::clone(&generation), alias, system, prompt, replacing };
-        self.generations.launch(reservation, Arc::clone(&generation), self.clone().generate(job));
-        Started { generation }
+        chat_id: &str,
+        launch: Launch,
+        insert: impl FnOnce(&mut DbConnection) -> Result<(i64, Message), StorageError> + Send + 'static,
+    ) -> Result<Started, ServiceError> {
+        let svc = self.clone();
+        let chat = chat_id.to_owned();
+        tokio::spawn(async move {
+            let (question, reply) = svc.store(&chat, insert).await?;
+            let Launch { reservation, alias, system, prompt, replacing } = launch;
+            let start = StreamStart {
+                chat_id: reply.chat_id,
+                user_message_id: question,
+                message_id: reply.id,
+                model: alias.name.clone(),
+            };
+            let generation = Arc::new(Generation::new(start));
+            let job = Job { generation: Arc::clone(&generation), alias, system, prompt, replacing };
+            svc.generations.launch(reservation, Arc::clone(&generation), svc.clone().generate(job));
+            Ok(Started { generation })
+        })
+        .await
+        .map_err(|err| ServiceError::Storage(StorageError::TaskFailed(err)))?
     }
 
     /// The chat's own system prompt, else the global one, with its tokens.

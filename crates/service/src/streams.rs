@@ -60,8 +60,10 @@ impl ChatService {
     pub async fn cancel(&self, user_id: UserId, chat_id: &str) -> Result<bool, ServiceError> {
         let id = parse_chat_id(chat_id)?;
         self.db.run(move |c| chats::find_chat_for_user(c, id, user_id)).await?.ok_or_else(|| not_found(chat_id))?;
-        let Some(generation) = self.generations.running(id) else { return Ok(false) };
-        generation.stop(StopReason::Cancel);
+        let Some(generation) = self.generations.stop_chat(id, StopReason::Cancel) else {
+            // Nothing runs, or a reply is about to start and is stopped as it does.
+            return Ok(false);
+        };
         if tokio::time::timeout(CANCEL_WAIT, generation.ended()).await.is_err() {
             tracing::warn!(message_id = generation.message_id(), "a cancelled reply was not stored in time");
         }

@@ -341,6 +341,17 @@ async fn regenerate_replaces_the_last_reply_once_the_new_one_begins() {
     let contents: Vec<String> = stored(&s).into_iter().map(|m| m.content).collect();
     assert_eq!(contents, ["Hi", "first"]);
 
+    // So does one whose answer has no text at all (a finish reason and nothing else).
+    let pipe = s.provider.next_answer();
+    pipe.send(Ok(StreamChunk::Finish(FinishReason::Stop))).unwrap();
+    drop(pipe);
+    let empty = s.svc.regenerate(s.user, &s.chat, None).await.unwrap().whole().await.unwrap_err();
+    assert!(
+        matches!(&empty, ServiceError::Provider { error, .. } if error.error.kind() == FailureKind::UnusableAnswer)
+    );
+    let contents: Vec<String> = stored(&s).into_iter().map(|m| m.content).collect();
+    assert_eq!(contents, ["Hi", "first"]);
+
     let pipe = s.provider.next_answer();
     let started = s.svc.regenerate(s.user, &s.chat, None).await.unwrap();
     assert_eq!(stored(&s).len(), 3, "the old reply stays until the new one begins");

@@ -100,6 +100,25 @@ pub struct FinishedReply {
     pub at: NaiveDateTime,
 }
 
+impl FinishedReply {
+    /// A reply stopped with the server, holding the text it had.
+    pub fn interrupted(content: String, at: NaiveDateTime) -> Self {
+        Self {
+            status: MessageStatus::Interrupted,
+            content,
+            provider: None,
+            provider_model: None,
+            prompt_tokens: None,
+            completion_tokens: None,
+            content_tokens: None,
+            latency_ms: None,
+            finish_reason: None,
+            error_detail: Some("interrupted".to_owned()),
+            at,
+        }
+    }
+}
+
 /// Stores `message` and moves its chat's `updated_at` to the message's time, in one transaction.
 pub fn insert_message(conn: &mut DbConnection, message: NewMessage) -> Result<Message, StorageError> {
     let mut stored = insert_messages(conn, vec![message])?;
@@ -184,27 +203,26 @@ pub fn save_progress(conn: &mut DbConnection, progress: &[(i64, String)]) -> Res
     })
 }
 
-/// The final write of a generated reply, which moves its chat's `updated_at` too. `false` when the
-/// reply is gone (its chat was deleted) or had already ended.
+/// The final write of a generated reply, which moves its chat's `updated_at` too. It wins over
+/// whatever was written before (a flush, or a recovery that thought the reply abandoned). `false` when
+/// the reply is gone (its chat was deleted, or a regeneration replaced it).
 pub fn finish_reply(conn: &mut DbConnection, id: i64, reply: FinishedReply) -> Result<bool, StorageError> {
     conn.transaction(|conn| {
-        let updated = diesel::update(
-            messages::table.filter(messages::id.eq(id)).filter(messages::status.eq(MessageStatus::Generating.as_str())),
-        )
-        .set((
-            messages::status.eq(reply.status.as_str()),
-            messages::content.eq(reply.content),
-            messages::provider.eq(reply.provider),
-            messages::provider_model.eq(reply.provider_model),
-            messages::prompt_tokens.eq(reply.prompt_tokens),
-            messages::completion_tokens.eq(reply.completion_tokens),
-            messages::content_tokens.eq(reply.content_tokens),
-            messages::latency_ms.eq(reply.latency_ms),
-            messages::finish_reason.eq(reply.finish_reason),
-            messages::error_detail.eq(reply.error_detail),
-            messages::updated_at.eq(reply.at),
-        ))
-        .execute(conn)?;
+        let updated = diesel::update(messages::table.filter(messages::id.eq(id)))
+            .set((
+                messages::status.eq(reply.status.as_str()),
+                messages::content.eq(reply.content),
+                messages::provider.eq(reply.provider),
+                messages::provider_model.eq(reply.provider_model),
+                messages::prompt_tokens.eq(reply.prompt_tokens),
+                messages::completion_tokens.eq(reply.completion_tokens),
+                messages::content_tokens.eq(reply.content_tokens),
+                messages::latency_ms.eq(reply.latency_ms),
+                messages::finish_reason.eq(reply.finish_reason),
+                messages::error_detail.eq(reply.error_detail),
+                messages::updated_at.eq(reply.at),
+            ))
+            .execute(conn)?;
         if updated == 0 {
             return Ok(false);
         }

@@ -1,6 +1,8 @@
 //! The connection pool and the one way to use it: [`Database::run`], on the blocking thread pool.
 
 use std::fmt;
+use std::fs::{File, TryLockError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
@@ -30,6 +32,9 @@ pub struct PoolOptions {
     /// How long SQLite waits on a lock held by another connection before giving up.
     pub busy_timeout: Duration,
     pub synchronous: SqliteSynchronous,
+    /// Hold a lock beside an SQLite file so that no second server opens it: replies being generated
+    /// belong to the one process that runs them (tools that only read need no lock).
+    pub exclusive: bool,
 }
 
 impl Default for PoolOptions {
@@ -39,6 +44,7 @@ impl Default for PoolOptions {
             acquire_timeout: Duration::from_secs(5),
             busy_timeout: Duration::from_secs(5),
             synchronous: SqliteSynchronous::Full,
+            exclusive: false,
         }
     }
 }
@@ -48,6 +54,8 @@ impl Default for PoolOptions {
 pub struct Database {
     pool: Pool<ConnectionManager<DbConnection>>,
     location: DatabaseLocation,
+    /// The lock file held while the pool lives, with `PoolOptions::exclusive`.
+    _lock: Option<Arc<File>>,
 }
 
 impl fmt::Debug for Database {
@@ -79,6 +87,27 @@ impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqlitePragmas {
     }
 }
 
+/// Takes the lock file beside an SQLite database, or names the process that holds it.
+fn lock_beside(location: &DatabaseLocation) -> Result<File, StorageError> {
+    let path = location.directory().join(format!("{}.lock", location.file_name()));
+    let open_error = |reason: String| StorageError::Open { location: location.to_string(), reason };
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|err| open_error(format!("cannot open the lock file {}: {err}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(open_error(format!(
+            "another chat-server is using this database (it holds {}); an SQLite database serves one \
+             server process: stop the other one, or use PostgreSQL to run several",
+            path.display()
+        ))),
+        Err(TryLockError::Error(err)) => Err(open_error(format!("cannot lock {}: {err}", path.display()))),
+    }
+}
+
 impl Database {
     /// Opens the database named by `url`, builds the pool and applies pending migrations.
     ///
@@ -87,6 +116,7 @@ impl Database {
         let location = DatabaseLocation::parse(url)?;
         let DatabaseLocation::SqliteFile(path) = &location;
         let path_text = path.to_string_lossy().into_owned();
+        let lock = options.exclusive.then(|| lock_beside(&location)).transpose()?;
         // One direct connection first: r2d2 would hide the real reason behind a timeout.
         SqliteConnection::establish(&path_text)
             .map_err(|err| StorageError::Open { location: location.to_string(), reason: err.to_string() })?;
@@ -99,7 +129,7 @@ impl Database {
             }))
             .build(ConnectionManager::<DbConnection>::new(path_text))
             .map_err(|err| StorageError::Open { location: location.to_string(), reason: err.to_string() })?;
-        let database = Self { pool, location };
+        let database = Self { pool, location, _lock: lock.map(Arc::new) };
         let applied = database.with_connection(migrations::run_pending)?;
         if applied > 0 {
             tracing::info!(applied, "database migrations applied");

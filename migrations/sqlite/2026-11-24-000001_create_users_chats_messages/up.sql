@@ -39,7 +39,8 @@ CREATE TABLE messages (
     content_tokens INTEGER,
     latency_ms INTEGER,
     finish_reason TEXT,
-    -- A safe, user-facing sentence when status is 'error'; never internal text.
+    -- How a reply that did not finish ended ('timeout', 'upstream_error', 'interrupted', ...): a kind the
+    -- server turns into a sentence, never internal text.
     error_detail TEXT,
     created_at TIMESTAMP NOT NULL,
     updated_at TIMESTAMP NOT NULL

@@ -7,12 +7,12 @@ mod run;
 mod subscription;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-use chat_domain::ChatId;
-use chat_storage::{Database, messages};
+use chat_domain::time::now_utc;
+use chat_domain::{ChatId, MessageStatus};
+use chat_storage::{Database, FinishedReply, messages};
 use tokio_util::task::TaskTracker;
 
 pub(crate) use events::replay;
@@ -25,8 +25,10 @@ use crate::ServiceError;
 
 /// Memory a finished generation kept for resuming takes besides its text (an estimate).
 const RETAINED_OVERHEAD: usize = 512;
-/// How long the final write of stopped generations may take once the shutdown grace period is over.
-const FINAL_WRITES_WAIT: Duration = Duration::from_secs(10);
+/// How long the final writes of stopped generations may take once the shutdown grace period is over.
+const FINAL_WRITES_WAIT: Duration = Duration::from_secs(5);
+/// How often shutdown checks whether slots reserved before it have been launched or freed.
+const DRAIN_POLL: Duration = Duration::from_millis(5);
 
 /// How generations keep their text safe and their events available.
 #[derive(Debug, Clone)]
@@ -36,7 +38,7 @@ pub struct GenerationSettings {
     /// How long a finished reply's events stay in memory, so a listener that lost its connection can
     /// resume from its last event id.
     pub resume_window: Duration,
-    /// The most text kept in memory for finished replies; the oldest go first beyond it.
+    /// The most memory kept for finished replies' events; the oldest go first beyond it.
     pub resume_bytes: usize,
 }
 
@@ -63,20 +65,32 @@ struct Shared {
     registry: Mutex<Registry>,
     /// Generations with text the flusher has not written yet.
     dirty: Mutex<Vec<Arc<Generation>>>,
+    /// Final writes that failed; the flusher retries them until they land.
+    unwritten: Mutex<Vec<(i64, FinishedReply)>>,
     tracker: TaskTracker,
-    closing: AtomicBool,
     flusher: OnceLock<()>,
+}
+
+/// A chat's generation: reserved while its messages are stored (a stop asked for meanwhile is kept
+/// for the launch), then running.
+#[derive(Debug)]
+enum Slot {
+    Reserved { stop: Option<StopReason> },
+    Running(Arc<Generation>),
 }
 
 #[derive(Debug, Default)]
 struct Registry {
-    /// Chats with a generation: reserved while its messages are being stored, then running.
-    chats: HashMap<ChatId, Option<Arc<Generation>>>,
+    chats: HashMap<ChatId, Slot>,
     /// Running and recently finished generations, by assistant message id.
     messages: HashMap<i64, Arc<Generation>>,
-    /// Finished generations still in `messages`, oldest first: when each ended, and its text's size.
+    /// Finished generations still in `messages`, oldest first: when each ended, and the memory it holds.
     retained: VecDeque<(Instant, i64, usize)>,
     retained_bytes: usize,
+    /// Shutdown has begun: no new reservation.
+    closing: bool,
+    /// The grace period is over: whatever still launches is stopped at once.
+    stopping: bool,
 }
 
 /// A chat's generation slot, held from before its messages are stored; dropping it unused frees it.
@@ -95,7 +109,9 @@ impl Drop for Reservation {
     }
 }
 
-/// Frees the chat and retains the events when the task ends, however it ends.
+/// Frees the chat and retains the events when the task ends, however it ends. A task that ended
+/// without telling its ending (it panicked, or its runtime went away) is ended here as interrupted,
+/// so nobody waits on it forever, and its text goes to the flusher.
 struct Running {
     shared: Arc<Shared>,
     generation: Arc<Generation>,
@@ -103,6 +119,13 @@ struct Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
+        if !self.generation.has_ended() {
+            tracing::error!(message_id = self.generation.message_id(), "a reply's task ended without storing it");
+            let reply = FinishedReply::interrupted(self.generation.text(), now_utc());
+            self.shared.unwritten().push((self.generation.message_id(), reply));
+            let ending = Ending::Failed(StreamFailure::Interrupted);
+            self.generation.end(ending, MessageStatus::Interrupted, Some(ServiceError::ShuttingDown));
+        }
         self.shared.finished(&self.generation);
     }
 }
@@ -112,14 +135,18 @@ impl Shared {
         self.registry.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn unwritten(&self) -> MutexGuard<'_, Vec<(i64, FinishedReply)>> {
+        self.unwritten.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn finished(&self, generation: &Arc<Generation>) {
         let mut registry = self.registry();
         let chat_id = generation.start.chat_id;
-        if registry.chats.get(&chat_id).and_then(Option::as_ref).is_some_and(|g| Arc::ptr_eq(g, generation)) {
+        if matches!(registry.chats.get(&chat_id), Some(Slot::Running(g)) if Arc::ptr_eq(g, generation)) {
             registry.chats.remove(&chat_id);
         }
-        // The text plus what a kept generation costs besides it, so that many tiny replies count too.
-        let size = generation.text_len() + RETAINED_OVERHEAD;
+        // What a kept generation costs besides its text, so that many tiny replies count too.
+        let size = generation.memory() + RETAINED_OVERHEAD;
         registry.retained.push_back((Instant::now(), generation.message_id(), size));
         registry.retained_bytes += size;
         self.evict(&mut registry);
@@ -139,18 +166,55 @@ impl Shared {
         }
     }
 
-    /// Writes the text of every reply that changed since the last flush, in one transaction.
+    /// Writes the text of every reply that changed since the last flush, in one transaction, and
+    /// retries final writes that failed.
     async fn flush(&self) {
         let dirty = std::mem::take(&mut *self.dirty.lock().unwrap_or_else(PoisonError::into_inner));
         let progress: Vec<(i64, String)> = dirty.iter().filter_map(|g| g.take_progress()).collect();
         if !progress.is_empty() {
             let count = progress.len();
             if let Err(err) = self.db.run(move |c| messages::save_progress(c, &progress)).await {
-                // The next change of each reply marks it again; its final write stores the whole text anyway.
                 tracing::error!(error = %err, replies = count, "could not write the progress of running replies");
+                // Written at the next flush instead (or by their final write).
+                for generation in dirty {
+                    generation.mark_dirty();
+                    self.dirty.lock().unwrap_or_else(PoisonError::into_inner).push(generation);
+                }
             }
         }
+        self.retry_unwritten().await;
         self.evict(&mut self.registry());
+    }
+
+    async fn retry_unwritten(&self) {
+        let pending = std::mem::take(&mut *self.unwritten());
+        for (id, reply) in pending {
+            let attempt = reply.clone();
+            match self.db.run(move |c| messages::finish_reply(c, id, attempt)).await {
+                Ok(_) => tracing::info!(message_id = id, "a reply's final state is stored after all"),
+                Err(err) => {
+                    tracing::error!(error = %err, message_id = id, "a reply's final state still cannot be stored");
+                    self.unwritten().push((id, reply));
+                }
+            }
+        }
+    }
+
+    /// No reservation is waiting to launch and no generation runs.
+    fn drained(&self) -> bool {
+        let reserved = self.registry().chats.values().any(|slot| matches!(slot, Slot::Reserved { .. }));
+        !reserved && self.tracker.is_empty()
+    }
+
+    async fn wait_drained(&self) {
+        loop {
+            self.tracker.wait().await;
+            if self.drained() {
+                return;
+            }
+            // A slot reserved before shutdown is about to launch its generation, or to be freed.
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
     }
 }
 
@@ -173,8 +237,8 @@ impl Generations {
             settings,
             registry: Mutex::default(),
             dirty: Mutex::default(),
+            unwritten: Mutex::default(),
             tracker: TaskTracker::new(),
-            closing: AtomicBool::new(false),
             flusher: OnceLock::new(),
         };
         Self { shared: Arc::new(shared) }
@@ -182,28 +246,37 @@ impl Generations {
 
     /// Takes the chat's slot, or says why not.
     pub(crate) fn reserve(&self, chat_id: ChatId) -> Result<Reservation, ServiceError> {
-        if self.shared.closing.load(Ordering::Acquire) {
+        let mut registry = self.shared.registry();
+        if registry.closing {
             return Err(ServiceError::ShuttingDown);
         }
-        let mut registry = self.shared.registry();
         if registry.chats.contains_key(&chat_id) {
             return Err(ServiceError::GenerationInProgress);
         }
-        registry.chats.insert(chat_id, None);
+        registry.chats.insert(chat_id, Slot::Reserved { stop: None });
         Ok(Reservation { shared: Arc::clone(&self.shared), chat_id, used: false })
     }
 
-    /// Registers `generation` in the reserved slot and runs `task` as a tracked task.
+    /// Registers `generation` in the reserved slot and runs `task` as a tracked task. A stop asked for
+    /// while the slot was reserved (or shutdown past its grace) stops it at once.
     pub(crate) fn launch<F>(&self, mut reservation: Reservation, generation: Arc<Generation>, task: F)
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        {
+        let stop = {
             let mut registry = self.shared.registry();
-            registry.chats.insert(reservation.chat_id, Some(Arc::clone(&generation)));
+            let slot = registry.chats.insert(reservation.chat_id, Slot::Running(Arc::clone(&generation)));
             registry.messages.insert(generation.message_id(), Arc::clone(&generation));
-        }
+            let asked = match slot {
+                Some(Slot::Reserved { stop }) => stop,
+                _ => None,
+            };
+            asked.or(registry.stopping.then_some(StopReason::Shutdown))
+        };
         reservation.used = true;
+        if let Some(reason) = stop {
+            generation.stop(reason);
+        }
         self.shared.flusher.get_or_init(|| {
             tokio::spawn(flush_loop(Arc::downgrade(&self.shared), self.shared.settings.flush_interval));
         });
@@ -214,9 +287,19 @@ impl Generations {
         });
     }
 
-    /// The generation running in the chat, if any.
-    pub(crate) fn running(&self, chat_id: ChatId) -> Option<Arc<Generation>> {
-        self.shared.registry().chats.get(&chat_id).cloned().flatten()
+    /// Stops the chat's generation: the running one, or the one about to launch. Returns the running one.
+    pub(crate) fn stop_chat(&self, chat_id: ChatId, reason: StopReason) -> Option<Arc<Generation>> {
+        let mut registry = self.shared.registry();
+        match registry.chats.get_mut(&chat_id)? {
+            Slot::Running(generation) => {
+                generation.stop(reason);
+                Some(Arc::clone(generation))
+            }
+            Slot::Reserved { stop } => {
+                stop.get_or_insert(reason);
+                None
+            }
+        }
     }
 
     /// The running or recently finished generation of an assistant message.
@@ -229,21 +312,148 @@ impl Generations {
         self.shared.dirty.lock().unwrap_or_else(PoisonError::into_inner).push(generation);
     }
 
+    /// Keeps a final write that failed for the flusher to retry.
+    pub(crate) fn keep_unwritten(&self, message_id: i64, reply: FinishedReply) {
+        self.shared.unwritten().push((message_id, reply));
+    }
+
     /// Refuses new generations, lets running ones finish for up to `grace`, then stops the rest (stored
     /// as `interrupted`) and waits for their final writes. Returns how many were interrupted.
     pub(crate) async fn shutdown(&self, grace: Duration) -> usize {
-        self.shared.closing.store(true, Ordering::Release);
+        self.shared.registry().closing = true;
         self.shared.tracker.close();
-        if tokio::time::timeout(grace, self.shared.tracker.wait()).await.is_ok() {
-            return 0;
+        let mut interrupted = 0;
+        if tokio::time::timeout(grace, self.shared.wait_drained()).await.is_err() {
+            let running: Vec<Arc<Generation>> = {
+                let mut registry = self.shared.registry();
+                registry.stopping = true;
+                registry
+                    .chats
+                    .values()
+                    .filter_map(|slot| match slot {
+                        Slot::Running(generation) => Some(Arc::clone(generation)),
+                        Slot::Reserved { .. } => None,
+                    })
+                    .collect()
+            };
+            for generation in &running {
+                generation.stop(StopReason::Shutdown);
+            }
+            interrupted = running.len();
+            if tokio::time::timeout(FINAL_WRITES_WAIT, self.shared.wait_drained()).await.is_err() {
+                tracing::error!("replies stopped at shutdown were not all stored in time");
+            }
         }
-        let running: Vec<Arc<Generation>> = self.shared.registry().chats.values().flatten().cloned().collect();
-        for generation in &running {
-            generation.stop(StopReason::Shutdown);
+        self.shared.retry_unwritten().await;
+        interrupted
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chat_domain::Role;
+    use chat_storage::{NewMessage, PoolOptions, chats};
+
+    use super::*;
+
+    /// Generations on a fresh database, with a chat and a `generating` placeholder in it.
+    fn fixture() -> (tempfile::TempDir, Generations, Arc<Generation>) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("g.db").display());
+        let db = Database::open(&url, &PoolOptions::default()).unwrap();
+        let now = now_utc();
+        let user = chat_storage::NewUser {
+            id: chat_domain::UserId::new_random(),
+            email: "g@example.com".into(),
+            password_hash: "x".into(),
+            created_at: now,
+            updated_at: now,
+        };
+        let chat_id = ChatId::new_random();
+        let placeholder = NewMessage {
+            status: MessageStatus::Generating,
+            ..NewMessage::plain(chat_id, Role::Assistant, String::new(), now)
+        };
+        let user_id = user.id;
+        let message = db
+            .with_connection(|c| {
+                chat_storage::users::insert_user(c, user)?;
+                let chat = chats::NewChat {
+                    id: chat_id,
+                    user_id,
+                    title: None,
+                    system_prompt: None,
+                    created_at: now,
+                    updated_at: now,
+                };
+                chats::insert_chat(c, chat)?;
+                messages::insert_message(c, placeholder)
+            })
+            .unwrap();
+        let start = StreamStart { chat_id, user_message_id: 0, message_id: message.id, model: "fast".into() };
+        let settings =
+            GenerationSettings { flush_interval: Duration::from_millis(10), ..GenerationSettings::default() };
+        (dir, Generations::new(db, settings), Arc::new(Generation::new(start)))
+    }
+
+    #[tokio::test]
+    async fn a_stop_asked_for_before_the_launch_stops_the_generation_as_it_launches() {
+        let (_dir, generations, generation) = fixture();
+        let chat = generation.start.chat_id;
+        let reservation = generations.reserve(chat).unwrap();
+        assert!(generations.stop_chat(chat, StopReason::Cancel).is_none(), "nothing runs yet");
+        let task_generation = Arc::clone(&generation);
+        generations.launch(reservation, Arc::clone(&generation), async move {
+            task_generation.stopped().await;
+            task_generation.end(Ending::Failed(StreamFailure::Interrupted), MessageStatus::Cancelled, None);
+        });
+        tokio::time::timeout(Duration::from_secs(5), generation.ended()).await.unwrap();
+        assert_eq!(generation.stop_reason(), Some(StopReason::Cancel));
+    }
+
+    #[tokio::test]
+    async fn shutdown_waits_for_reserved_slots_and_stops_what_launches_after_the_grace() {
+        let (_dir, generations, generation) = fixture();
+        let reservation = generations.reserve(generation.start.chat_id).unwrap();
+        let shutting = tokio::spawn({
+            let generations = generations.clone();
+            async move { generations.shutdown(Duration::from_millis(30)).await }
+        });
+        // Reserved before shutdown, launched after its grace: stopped at once.
+        while !generations.shared.registry().stopping {
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        if tokio::time::timeout(FINAL_WRITES_WAIT, self.shared.tracker.wait()).await.is_err() {
-            tracing::error!("replies stopped at shutdown were not all stored in time");
+        let task_generation = Arc::clone(&generation);
+        generations.launch(reservation, Arc::clone(&generation), async move {
+            task_generation.stopped().await;
+            task_generation.end(Ending::Failed(StreamFailure::Interrupted), MessageStatus::Interrupted, None);
+        });
+        shutting.await.unwrap();
+        assert!(generation.has_ended(), "shutdown returned only once the late generation had ended");
+        assert_eq!(generation.stop_reason(), Some(StopReason::Shutdown));
+        assert!(matches!(generations.reserve(ChatId::new_random()), Err(ServiceError::ShuttingDown)));
+    }
+
+    #[tokio::test]
+    async fn a_task_that_ends_without_its_ending_wakes_its_waiters_and_is_stored_interrupted() {
+        let (_dir, generations, generation) = fixture();
+        generation.append("kept");
+        let reservation = generations.reserve(generation.start.chat_id).unwrap();
+        generations.launch(reservation, Arc::clone(&generation), async {});
+        tokio::time::timeout(Duration::from_secs(5), generation.ended()).await.unwrap();
+        assert!(matches!(generation.take_error(), Some(ServiceError::ShuttingDown)));
+        // The flusher stores what the task could not.
+        let db = generations.shared.db.clone();
+        for _ in 0..500 {
+            let stored =
+                db.with_connection(|c| messages::find_message(c, generation.start.chat_id, generation.message_id()));
+            let stored = stored.unwrap().unwrap();
+            if stored.status == MessageStatus::Interrupted {
+                assert_eq!(stored.content, "kept");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        running.len()
+        panic!("the reply was never stored as interrupted");
     }
 }

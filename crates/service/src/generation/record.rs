@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use chat_domain::{MessageStatus, UserId};
+use chat_domain::MessageStatus;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -23,7 +23,6 @@ pub(crate) enum StopReason {
 #[derive(Debug)]
 pub(crate) struct Generation {
     pub(crate) start: StreamStart,
-    pub(crate) user_id: UserId,
     cancel: CancellationToken,
     stop: AtomicU8,
     /// Set when text arrived that the flusher has not written yet.
@@ -37,7 +36,7 @@ pub(crate) struct Generation {
 struct State {
     text: String,
     /// The end offset in `text` of each delta, in order: delta `i` has event id `i + 2`.
-    ends: Vec<usize>,
+    ends: Vec<u32>,
     /// The provider's first chunk has arrived.
     began: bool,
     ending: Option<Ending>,
@@ -48,10 +47,9 @@ struct State {
 }
 
 impl Generation {
-    pub(crate) fn new(start: StreamStart, user_id: UserId) -> Self {
+    pub(crate) fn new(start: StreamStart) -> Self {
         Self {
             start,
-            user_id,
             cancel: CancellationToken::new(),
             stop: AtomicU8::new(0),
             dirty: AtomicBool::new(false),
@@ -81,7 +79,7 @@ impl Generation {
         {
             let mut state = self.state();
             state.text.push_str(piece);
-            let end = state.text.len();
+            let end = u32::try_from(state.text.len()).unwrap_or(u32::MAX);
             state.ends.push(end);
         }
         self.changed();
@@ -108,8 +106,15 @@ impl Generation {
         self.state().text.clone()
     }
 
-    pub(crate) fn text_len(&self) -> usize {
-        self.state().text.len()
+    /// The memory its text and delta offsets hold.
+    pub(crate) fn memory(&self) -> usize {
+        let state = self.state();
+        state.text.capacity() + state.ends.capacity() * std::mem::size_of::<u32>()
+    }
+
+    /// Marks the reply as having text to write again (its last write failed).
+    pub(crate) fn mark_dirty(&self) {
+        self.dirty.store(true, Ordering::Release);
     }
 
     /// The text to write now, if the reply is still running and has changed since the last write.
@@ -188,15 +193,18 @@ impl Generation {
     }
 
     /// A finished reply told as a stored one is: `start`, one `delta` with all its text, its ending.
+    /// The delta and the ending keep the ids they had live, so that a listener resuming with either
+    /// id gets exactly what follows it.
     pub(crate) fn summary(&self) -> Option<Vec<NumberedEvent>> {
         let state = self.state();
         let ending = state.ending.clone()?;
-        let mut events = vec![StreamEvent::Start(self.start.clone())];
+        let last_id = state.ends.len() as u64 + 2;
+        let mut events = vec![NumberedEvent { id: 1, event: StreamEvent::Start(self.start.clone()) }];
         if !state.text.is_empty() {
-            events.push(StreamEvent::Delta(state.text.clone()));
+            events.push(NumberedEvent { id: last_id - 1, event: StreamEvent::Delta(state.text.clone()) });
         }
-        events.push(StreamEvent::End { message_id: self.message_id(), ending });
-        Some(events.into_iter().zip(1..).map(|(event, id)| NumberedEvent { id, event }).collect())
+        events.push(NumberedEvent { id: last_id, event: StreamEvent::End { message_id: self.message_id(), ending } });
+        Some(events)
     }
 
     /// The events after id `after`, and whether the stream is over once they are sent.
@@ -208,8 +216,8 @@ impl Generation {
         }
         let first = usize::try_from(after.saturating_sub(1)).unwrap_or(usize::MAX);
         for index in first..state.ends.len() {
-            let from = if index == 0 { 0 } else { state.ends[index - 1] };
-            let text = state.text[from..state.ends[index]].to_owned();
+            let from = if index == 0 { 0 } else { state.ends[index - 1] as usize };
+            let text = state.text[from..state.ends[index] as usize].to_owned();
             events.push(NumberedEvent { id: index as u64 + 2, event: StreamEvent::Delta(text) });
         }
         let last_id = state.ends.len() as u64 + 2;
@@ -235,7 +243,7 @@ mod tests {
     fn generation() -> Generation {
         let start =
             StreamStart { chat_id: ChatId::new_random(), user_message_id: 1, message_id: 2, model: "fast".into() };
-        Generation::new(start, UserId::new_random())
+        Generation::new(start)
     }
 
     fn ids(events: &[NumberedEvent]) -> Vec<u64> {

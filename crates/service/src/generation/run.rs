@@ -187,10 +187,19 @@ impl ChatService {
         generation.end(Ending::Failed(failure), MessageStatus::Error, Some(error));
     }
 
-    /// Stopped before any text: the reply is stored empty, as `cancelled` or `interrupted`.
+    /// Stopped before any text: the reply is stored empty, as `cancelled` or `interrupted`; a
+    /// regeneration's placeholder goes instead, leaving the reply it was to replace.
     async fn stop_unstarted(&self, job: &Job, started: Instant) {
         let generation = &job.generation;
         let verdict = stopped(generation.stop_reason().unwrap_or(StopReason::Cancel), Usage::default());
+        if job.replacing {
+            let id = generation.message_id();
+            if let Err(err) = self.db.run(move |c| messages::delete_message(c, id)).await {
+                tracing::error!(error = %err, message_id = id, "could not remove the placeholder of a stopped regeneration");
+            }
+            generation.end(verdict.ending, verdict.status, verdict.error);
+            return;
+        }
         let (finish_reason, error_detail) = match &verdict.ending {
             Ending::Done { finish_reason, .. } => (Some(finish_reason.clone()), None),
             Ending::Failed(failure) => (None, Some(failure.stored().to_owned())),
@@ -214,6 +223,7 @@ impl ChatService {
     /// Stores the reply's final state, then tells everyone waiting on it.
     async fn conclude(&self, generation: &Generation, reply: FinishedReply, verdict: Verdict) {
         let id = generation.message_id();
+        let reply_kept = reply.clone();
         match self.write_final(id, reply).await {
             Ok(true) => generation.end(verdict.ending, verdict.status, verdict.error),
             Ok(false) => {
@@ -222,7 +232,8 @@ impl ChatService {
                 generation.end(verdict.ending, verdict.status, Some(missing));
             }
             Err(err) => {
-                tracing::error!(error = %err, message_id = id, "could not store a finished reply; it stays as last flushed");
+                tracing::error!(error = %err, message_id = id, "could not store a finished reply; retrying in the background");
+                self.generations.keep_unwritten(id, reply_kept);
                 generation.end(Ending::Failed(StreamFailure::Storage), MessageStatus::Error, Some(err.into()));
             }
         }
