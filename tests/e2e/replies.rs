@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::support::llm::{GROQ_KEY, fast_alias, setup};
 use crate::support::sse::{self, EventStream, SseEvent, names, text_of};
-use crate::support::{TestServer, TestUser};
+use crate::support::{TestDir, TestServer, TestUser};
 
 const BUSY: &str = "A reply is already being generated in this chat";
 /// Slow replies take seconds: the total timeout must not end them.
@@ -108,7 +108,7 @@ fn env_on(mock: &MockLlm, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     env
 }
 
-async fn start_on(dir: Arc<tempfile::TempDir>, env: &[(String, String)]) -> TestServer {
+async fn start_on(dir: Arc<TestDir>, env: &[(String, String)]) -> TestServer {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     TestServer::start_in(dir, &env, &[]).await
 }
@@ -379,7 +379,7 @@ async fn deleting_a_chat_cancels_its_running_reply() {
 async fn a_reply_cut_by_a_crash_is_interrupted_at_the_next_start_with_the_text_flushed_before() {
     let mock = MockLlm::start().await.unwrap();
     let env = env_on(&mock, &[SLOW, ("STREAM_FLUSH_MS", "100")]);
-    let mut server = start_on(Arc::new(tempfile::tempdir().unwrap()), &env).await;
+    let mut server = start_on(TestDir::new(), &env).await;
     let user = server.signup().await;
     let chat = server.create_chat(&user, None).await["id"].as_str().unwrap().to_owned();
     let full = words(60);

@@ -9,14 +9,16 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use reqwest::{StatusCode, header};
 use serde_json::{Value, json};
 
-use crate::support::{TEST_AUDIENCE, TEST_ISSUER, TEST_SECRET, TestServer, claims_for, sign, uuid_like};
+use crate::support::{
+    TEST_AUDIENCE, TEST_ISSUER, TEST_SECRET, TestDir, TestServer, claims_for, on_postgres, sign, uuid_like,
+};
 
-fn new_dir() -> Arc<tempfile::TempDir> {
-    Arc::new(tempfile::tempdir().expect("temp dir"))
+fn new_dir() -> Arc<TestDir> {
+    TestDir::new()
 }
 
 /// Writes `contents` to `name` in `dir`; returns its absolute path as a string.
-fn write_file(dir: &tempfile::TempDir, name: &str, contents: &str) -> String {
+fn write_file(dir: &TestDir, name: &str, contents: &str) -> String {
     let path = dir.path().join(name);
     let mut file = std::fs::File::create(&path).expect("create file");
     file.write_all(contents.as_bytes()).expect("write file");
@@ -185,7 +187,10 @@ async fn access_token_expire_minutes_sets_the_token_lifetime() {
 async fn development_secret_is_kept_beside_the_database_and_survives_a_restart() {
     let dir = new_dir();
     let mut first = TestServer::start_in(Arc::clone(&dir), &[], &["JWT_SECRET_KEY"]).await;
-    let secret_path = dir.path().join("test.db.jwt-secret");
+    // Beside the SQLite file (`test.db.jwt-secret`); for PostgreSQL, in the working directory under the
+    // database's name.
+    let location = chat_storage::DatabaseLocation::parse(&dir.database_url()).expect("the test's database URL");
+    let secret_path = dir.path().join(format!("{}.jwt-secret", location.file_name()));
     assert!(secret_path.is_file(), "no secret file at {}", secret_path.display());
     #[cfg(unix)]
     {
@@ -215,6 +220,7 @@ async fn development_secret_is_kept_beside_the_database_and_survives_a_restart()
 
 #[tokio::test]
 async fn original_sqlite_url_form_creates_the_database_in_the_working_directory() {
+    // The test sets its own SQLite URL: the same on either run of the suite.
     let dir = new_dir();
     let server = TestServer::start_in(Arc::clone(&dir), &[("DATABASE_URL", "sqlite:///./ai_chat.db")], &[]).await;
     let (status, body) = server.get("/health", None).await;
@@ -252,6 +258,10 @@ async fn health_reports_healthy() {
 
 #[tokio::test]
 async fn a_second_server_on_the_same_sqlite_file_is_refused_and_the_first_keeps_serving() {
+    if on_postgres() {
+        // Several servers on one PostgreSQL database are the point of PostgreSQL: nothing to refuse.
+        return;
+    }
     let first = TestServer::start().await;
     let url = format!("sqlite://{}", first.db_path().display());
     let (status, output) = TestServer::run_to_exit(&[("DATABASE_URL", &url)], &[]);
@@ -259,4 +269,15 @@ async fn a_second_server_on_the_same_sqlite_file_is_refused_and_the_first_keeps_
     assert!(output.contains("another chat-server is using this database"), "{output}");
     let (status, body) = first.get("/health", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[test]
+fn an_unreachable_postgres_is_named_with_its_real_cause_and_without_its_password() {
+    let port = TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("address").port();
+    let url = format!("postgres://chat:hunter2-secret@127.0.0.1:{port}/ai_chat");
+    let (status, output) = TestServer::run_to_exit(&[("DATABASE_URL", &url)], &[]);
+    assert_refused(status, &output);
+    assert!(output.contains("Connection refused"), "the cause is not named:\n{output}");
+    assert!(output.contains(&format!("127.0.0.1:{port}/ai_chat")), "the database is not named:\n{output}");
+    assert!(!output.contains("hunter2"), "the password was printed:\n{output}");
 }

@@ -11,7 +11,7 @@ use crate::{DbConnection, StorageError};
 
 /// A stored chat.
 #[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = chats, check_for_backend(diesel::sqlite::Sqlite))]
+#[diesel(table_name = chats, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct Chat {
     #[diesel(deserialize_as = String)]
     pub id: ChatId,

@@ -1,14 +1,17 @@
 //! Persistence: the Diesel schema, the connection pool, migrations and the repositories of users, chats and messages.
 //!
-//! Diesel is synchronous. Callers go through [`Database::run`], which moves the pool checkout and every
-//! query onto the blocking thread pool so that async workers never wait on SQLite.
+//! One set of queries serves SQLite and PostgreSQL through `#[derive(diesel::MultiConnection)]`; the
+//! backend comes from the URL. Diesel is synchronous: callers go through [`Database::run`], which moves
+//! the pool checkout and every query onto the blocking thread pool so that async workers never wait on
+//! the database.
 
 pub mod chats;
 mod error;
 pub mod messages;
-mod migrations;
+pub mod migrations;
 mod pool;
 mod schema;
+pub mod scratch;
 mod url;
 pub mod users;
 

@@ -9,7 +9,7 @@ use crate::{DbConnection, StorageError};
 
 /// A stored message.
 #[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = messages, check_for_backend(diesel::sqlite::Sqlite))]
+#[diesel(table_name = messages, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct Message {
     pub id: i64,
     #[diesel(deserialize_as = String)]
@@ -84,6 +84,21 @@ diesel::define_sql_function! {
     fn last_insert_rowid() -> BigInt;
 }
 
+/// Inserts a message and returns its id, as each backend tells it (the multi-connection has no
+/// `RETURNING` of its own).
+fn insert_returning_id(conn: &mut DbConnection, message: NewMessage) -> Result<i64, StorageError> {
+    let insert = diesel::insert_into(messages::table).values(message);
+    match conn {
+        DbConnection::Sqlite(conn) => {
+            insert.execute(conn).map_err(StorageError::from_insert)?;
+            Ok(diesel::select(last_insert_rowid()).get_result(conn)?)
+        }
+        DbConnection::Postgres(conn) => {
+            insert.returning(messages::id).get_result(conn).map_err(StorageError::from_insert)
+        }
+    }
+}
+
 /// How a generated reply ended: everything its final write sets.
 #[derive(Debug, Clone)]
 pub struct FinishedReply {
@@ -146,8 +161,7 @@ pub fn insert_messages(conn: &mut DbConnection, batch: Vec<NewMessage>) -> Resul
         for message in batch {
             let chat_id = message.chat_id.to_string();
             let at = message.created_at;
-            diesel::insert_into(messages::table).values(message).execute(conn).map_err(StorageError::from_insert)?;
-            let id: i64 = diesel::select(last_insert_rowid()).get_result(conn)?;
+            let id = insert_returning_id(conn, message)?;
             diesel::update(chats::table.find(&chat_id)).set(chats::updated_at.eq(at)).execute(conn)?;
             stored.push(messages::table.find(id).select(Message::as_select()).first(conn)?);
         }

@@ -1,4 +1,5 @@
-//! The connection pool and the one way to use it: [`Database::run`], on the blocking thread pool.
+//! The connection pool over SQLite or PostgreSQL (chosen by the URL) and the one way to use it:
+//! [`Database::run`], on the blocking thread pool.
 
 use std::fmt;
 use std::fs::{File, TryLockError};
@@ -6,13 +7,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
-use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
-use diesel::{Connection, SqliteConnection};
+use diesel::r2d2::{ManageConnection, Pool};
+use diesel::{Connection, PgConnection, SqliteConnection};
 
 use crate::{DatabaseLocation, StorageError, migrations};
 
-/// The connection type every repository function takes.
-pub type DbConnection = SqliteConnection;
+/// The connection every repository function takes: one set of queries for both backends.
+#[derive(diesel::MultiConnection)]
+#[expect(missing_debug_implementations, reason = "diesel's connections implement no Debug")]
+pub enum DbConnection {
+    Sqlite(SqliteConnection),
+    Postgres(PgConnection),
+}
 
 /// SQLite's `synchronous` setting: how hard a commit waits for the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +58,7 @@ impl Default for PoolOptions {
 /// A pool of database connections; cheap to clone.
 #[derive(Clone)]
 pub struct Database {
-    pool: Pool<ConnectionManager<DbConnection>>,
+    pool: Pool<Manager>,
     location: DatabaseLocation,
     /// The lock file held while the pool lives, with `PoolOptions::exclusive`.
     _lock: Option<Arc<File>>,
@@ -64,26 +70,67 @@ impl fmt::Debug for Database {
     }
 }
 
+/// Makes the pool's connections, of the backend the URL named (diesel's own multi-connection
+/// `establish` tries each backend and hides the real error).
 #[derive(Debug)]
-struct SqlitePragmas {
-    busy_timeout: Duration,
-    synchronous: SqliteSynchronous,
+enum Manager {
+    Sqlite { path: String, pragmas: String },
+    Postgres { url: String },
 }
 
-impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqlitePragmas {
-    fn on_acquire(&self, conn: &mut DbConnection) -> Result<(), diesel::r2d2::Error> {
-        let synchronous = match self.synchronous {
-            SqliteSynchronous::Full => "FULL",
-            SqliteSynchronous::Normal => "NORMAL",
-        };
-        conn.batch_execute(&format!(
-            "PRAGMA busy_timeout = {};
-             PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = {synchronous};
-             PRAGMA foreign_keys = ON;",
-            self.busy_timeout.as_millis()
-        ))
-        .map_err(diesel::r2d2::Error::QueryError)
+impl Manager {
+    fn new(location: &DatabaseLocation, options: &PoolOptions) -> Self {
+        match location {
+            DatabaseLocation::SqliteFile(path) => {
+                let synchronous = match options.synchronous {
+                    SqliteSynchronous::Full => "FULL",
+                    SqliteSynchronous::Normal => "NORMAL",
+                };
+                let pragmas = format!(
+                    "PRAGMA busy_timeout = {};
+                     PRAGMA journal_mode = WAL;
+                     PRAGMA synchronous = {synchronous};
+                     PRAGMA foreign_keys = ON;",
+                    options.busy_timeout.as_millis()
+                );
+                Manager::Sqlite { path: path.to_string_lossy().into_owned(), pragmas }
+            }
+            DatabaseLocation::Postgres(url) => Manager::Postgres { url: url.clone() },
+        }
+    }
+}
+
+impl ManageConnection for Manager {
+    type Connection = DbConnection;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<DbConnection, Self::Error> {
+        match self {
+            Manager::Sqlite { path, pragmas } => {
+                let mut conn = SqliteConnection::establish(path).map_err(diesel::r2d2::Error::ConnectionError)?;
+                conn.batch_execute(pragmas).map_err(diesel::r2d2::Error::QueryError)?;
+                Ok(DbConnection::Sqlite(conn))
+            }
+            Manager::Postgres { url } => {
+                PgConnection::establish(url).map(DbConnection::Postgres).map_err(diesel::r2d2::Error::ConnectionError)
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), Self::Error> {
+        conn.batch_execute("SELECT 1").map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, _conn: &mut DbConnection) -> bool {
+        false
+    }
+}
+
+/// Why a first connection failed, as libpq or SQLite said it (a URL's password is never in it).
+fn connect_reason(err: &diesel::r2d2::Error) -> String {
+    match err {
+        diesel::r2d2::Error::ConnectionError(err) => err.to_string().trim().to_owned(),
+        other => other.to_string(),
     }
 }
 
@@ -114,21 +161,17 @@ impl Database {
     /// Blocking: call it at start-up, before serving.
     pub fn open(url: &str, options: &PoolOptions) -> Result<Self, StorageError> {
         let location = DatabaseLocation::parse(url)?;
-        let DatabaseLocation::SqliteFile(path) = &location;
-        let path_text = path.to_string_lossy().into_owned();
-        let lock = options.exclusive.then(|| lock_beside(&location)).transpose()?;
+        let sqlite = matches!(location, DatabaseLocation::SqliteFile(_));
+        let lock = (options.exclusive && sqlite).then(|| lock_beside(&location)).transpose()?;
+        let manager = Manager::new(&location, options);
+        let open_error = |reason: String| StorageError::Open { location: location.to_string(), reason };
         // One direct connection first: r2d2 would hide the real reason behind a timeout.
-        SqliteConnection::establish(&path_text)
-            .map_err(|err| StorageError::Open { location: location.to_string(), reason: err.to_string() })?;
+        manager.connect().map_err(|err| open_error(connect_reason(&err)))?;
         let pool = Pool::builder()
             .max_size(options.max_connections)
             .connection_timeout(options.acquire_timeout)
-            .connection_customizer(Box::new(SqlitePragmas {
-                busy_timeout: options.busy_timeout,
-                synchronous: options.synchronous,
-            }))
-            .build(ConnectionManager::<DbConnection>::new(path_text))
-            .map_err(|err| StorageError::Open { location: location.to_string(), reason: err.to_string() })?;
+            .build(manager)
+            .map_err(|err| open_error(err.to_string()))?;
         let database = Self { pool, location, _lock: lock.map(Arc::new) };
         let applied = database.with_connection(migrations::run_pending)?;
         if applied > 0 {

@@ -1,4 +1,4 @@
-//! `DATABASE_URL` parsing: our `sqlite://path` form and the original service's SQLAlchemy form `sqlite:///./path`.
+//! `DATABASE_URL` parsing: `postgres://...`, our `sqlite://path` form and the original service's SQLAlchemy form `sqlite:///./path`.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -10,6 +10,8 @@ use crate::StorageError;
 pub enum DatabaseLocation {
     /// An SQLite file.
     SqliteFile(PathBuf),
+    /// A PostgreSQL database, by its libpq URL (which may carry a password).
+    Postgres(String),
 }
 
 impl DatabaseLocation {
@@ -17,14 +19,18 @@ impl DatabaseLocation {
     /// `sqlite:///./relative.db` and `sqlite:////absolute.db`, and `sqlite:PATH`.
     pub fn parse(url: &str) -> Result<Self, StorageError> {
         let url = url.trim();
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let rest = url.split_once("://").map_or("", |(_, rest)| rest);
+            if rest.is_empty() {
+                return Err(StorageError::InvalidUrl("a postgres:// URL needs a host".to_owned()));
+            }
+            return Ok(DatabaseLocation::Postgres(url.to_owned()));
+        }
         let Some(rest) = url.strip_prefix("sqlite:") else {
             let scheme = url.split(':').next().unwrap_or_default();
-            return Err(StorageError::InvalidUrl(match scheme {
-                "postgres" | "postgresql" => {
-                    "PostgreSQL is not supported by this build yet; use an sqlite:// URL".to_owned()
-                }
-                _ => format!("unsupported scheme in {url:?}; expected sqlite://PATH"),
-            }));
+            return Err(StorageError::InvalidUrl(format!(
+                "unsupported scheme {scheme:?}; expected sqlite://PATH or postgres://USER@HOST/DATABASE"
+            )));
         };
         let path = match rest.strip_prefix("//") {
             // SQLAlchemy: three slashes then a relative path, four slashes then an absolute one.
@@ -47,9 +53,11 @@ impl DatabaseLocation {
         Ok(DatabaseLocation::SqliteFile(PathBuf::from(path)))
     }
 
-    /// The directory that holds the database file (where development secrets are kept beside it).
+    /// The directory that holds the database file (where development secrets are kept beside it); the
+    /// working directory for PostgreSQL.
     pub fn directory(&self) -> PathBuf {
         match self {
+            DatabaseLocation::Postgres(_) => PathBuf::from("."),
             DatabaseLocation::SqliteFile(path) => match path.parent() {
                 Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
                 _ => PathBuf::from("."),
@@ -57,9 +65,15 @@ impl DatabaseLocation {
         }
     }
 
-    /// The database file's name, for naming files kept beside it.
+    /// The database file's name, for naming files kept beside it (PostgreSQL: the database's name).
     pub fn file_name(&self) -> String {
         match self {
+            DatabaseLocation::Postgres(url) => {
+                let path = url.split_once("://").map_or("", |(_, rest)| rest);
+                let name = path.split_once('/').map_or("", |(_, name)| name);
+                let name = name.split(['?', '#']).next().unwrap_or_default();
+                if name.is_empty() { "postgres".to_owned() } else { name.to_owned() }
+            }
             DatabaseLocation::SqliteFile(path) => path
                 .file_name()
                 .map(|name| name.to_string_lossy().into_owned())
@@ -72,8 +86,29 @@ impl fmt::Display for DatabaseLocation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DatabaseLocation::SqliteFile(path) => write!(f, "sqlite file {}", path.display()),
+            DatabaseLocation::Postgres(url) => write!(f, "postgres {}", without_password(url)),
         }
     }
+}
+
+/// A libpq URL fit for logs: a password in it is replaced by `***`.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let (authority, tail) = rest.split_once('/').map_or((rest, None), |(a, t)| (a, Some(t)));
+    let authority = match authority.rsplit_once('@') {
+        Some((credentials, host)) => match credentials.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => authority.to_owned(),
+        },
+        None => authority.to_owned(),
+    };
+    let mut shown = format!("{scheme}://{authority}");
+    if let Some(tail) = tail {
+        // Query parameters may carry a password too (`?password=`): not shown.
+        shown.push('/');
+        shown.push_str(tail.split('?').next().unwrap_or_default());
+    }
+    shown
 }
 
 #[cfg(test)]
@@ -83,6 +118,7 @@ mod tests {
     fn file(url: &str) -> PathBuf {
         match DatabaseLocation::parse(url).unwrap() {
             DatabaseLocation::SqliteFile(p) => p,
+            other => panic!("{other:?}"),
         }
     }
 
@@ -102,6 +138,18 @@ mod tests {
         for bad in ["mysql://x", "sqlite://", "sqlite::memory:", "sqlite://x.db?mode=ro", "nonsense"] {
             assert!(DatabaseLocation::parse(bad).is_err(), "{bad} should be rejected");
         }
+    }
+
+    #[test]
+    fn postgres_urls_are_kept_whole_and_shown_without_their_password() {
+        let url = "postgres://chat:s3cret@db.internal:5432/ai_chat?sslmode=require&password=other";
+        let location = DatabaseLocation::parse(url).unwrap();
+        assert_eq!(location, DatabaseLocation::Postgres(url.to_owned()));
+        let shown = location.to_string();
+        assert_eq!(shown, "postgres postgres://chat:***@db.internal:5432/ai_chat");
+        assert_eq!(location.file_name(), "ai_chat");
+        assert!(DatabaseLocation::parse("postgresql://localhost/x").is_ok());
+        assert!(DatabaseLocation::parse("postgres://").is_err());
     }
 
     #[test]

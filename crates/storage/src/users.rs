@@ -11,7 +11,7 @@ use crate::{DbConnection, StorageError};
 
 /// A stored account.
 #[derive(Clone, Queryable, Selectable)]
-#[diesel(table_name = users, check_for_backend(diesel::sqlite::Sqlite))]
+#[diesel(table_name = users, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct User {
     #[diesel(deserialize_as = String)]
     pub id: UserId,

@@ -1,11 +1,10 @@
 //! Servers wired to a local mock LLM: the Groq provider pointed at it, short timeouts, optional aliases.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use mock_llm::MockLlm;
 
-use super::{TestServer, TestUser};
+use super::{TestDir, TestServer, TestUser};
 
 pub const GROQ_KEY: &str = "test-groq-key";
 pub const TOTAL_TIMEOUT: Duration = Duration::from_millis(3000);
@@ -29,7 +28,7 @@ pub fn fast_alias(models: &[&str], context_window: u32, max_output_tokens: u32) 
 /// Starts a server with short LLM timeouts; with `groq_base` the Groq provider is there with the test key; `config`
 /// becomes its CONFIG_FILE; `extra` comes last.
 pub async fn start(groq_base: Option<&str>, config: Option<&str>, extra: &[(&str, &str)]) -> TestServer {
-    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let dir = TestDir::new();
     let mut env: Vec<(String, String)> = vec![
         ("LLM_FIRST_TOKEN_TIMEOUT_MS".into(), "1500".into()),
         ("LLM_TOTAL_TIMEOUT_MS".into(), TOTAL_TIMEOUT.as_millis().to_string()),

@@ -19,10 +19,46 @@ pub const TEST_ISSUER: &str = "ai-chat-backend";
 pub const TEST_AUDIENCE: &str = "ai-chat-backend";
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Where a test's servers keep their state: a temporary directory (their working directory, and the
+/// SQLite file), and with `E2E_DATABASE=postgres` a fresh PostgreSQL schema instead of the file. A
+/// restart on the same `TestDir` finds the same database.
+pub struct TestDir {
+    dir: tempfile::TempDir,
+    postgres: Option<chat_storage::scratch::ScratchSchema>,
+}
+
+impl TestDir {
+    pub fn new() -> Arc<Self> {
+        let postgres = on_postgres().then(|| {
+            let url = chat_storage::scratch::ScratchSchema::reachable_url("TEST_POSTGRES_URL")
+                .expect("E2E_DATABASE=postgres, but no PostgreSQL answers at TEST_POSTGRES_URL");
+            chat_storage::scratch::ScratchSchema::create(&url).expect("create a scratch schema")
+        });
+        Arc::new(Self { dir: tempfile::tempdir().expect("temp dir"), postgres })
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// The `DATABASE_URL` of servers started here.
+    pub fn database_url(&self) -> String {
+        match &self.postgres {
+            Some(schema) => schema.url().to_owned(),
+            None => format!("sqlite://{}", self.dir.path().join("test.db").display()),
+        }
+    }
+}
+
+/// Whether this run of the suite is against PostgreSQL (`E2E_DATABASE=postgres`) rather than SQLite.
+pub fn on_postgres() -> bool {
+    std::env::var("E2E_DATABASE").is_ok_and(|v| v == "postgres")
+}
+
 /// A running server; killed when dropped.
 pub struct TestServer {
     pub base: String,
-    pub dir: Arc<tempfile::TempDir>,
+    pub dir: Arc<TestDir>,
     child: Child,
     logs: Arc<Mutex<String>>,
     client: reqwest::Client,
@@ -38,9 +74,9 @@ pub struct TestUser {
 }
 
 /// The environment every test server gets, before a test's own variables.
-fn base_env(dir: &std::path::Path) -> Vec<(String, String)> {
+fn base_env(dir: &TestDir) -> Vec<(String, String)> {
     [
-        ("DATABASE_URL", format!("sqlite://{}", dir.join("test.db").display())),
+        ("DATABASE_URL", dir.database_url()),
         ("HOST", "127.0.0.1".to_owned()),
         ("PORT", "0".to_owned()),
         ("BCRYPT_COST", "4".to_owned()),
@@ -55,9 +91,9 @@ fn base_env(dir: &std::path::Path) -> Vec<(String, String)> {
 
 /// The command for the binary with a clean environment: nothing from the developer's shell (provider
 /// keys, a DATABASE_URL) leaks in, and the working directory is the test's own (so no stray `.env`).
-fn command(dir: &std::path::Path, env: &[(&str, &str)], unset: &[&str]) -> Command {
+fn command(dir: &TestDir, env: &[(&str, &str)], unset: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_chat-server"));
-    cmd.env_clear().current_dir(dir);
+    cmd.env_clear().current_dir(dir.path());
     for (key, value) in base_env(dir) {
         if !unset.contains(&key.as_str()) {
             cmd.env(key, value);
@@ -76,16 +112,13 @@ impl TestServer {
 
     /// Starts a server with extra environment variables.
     pub async fn start_with(env: &[(&str, &str)]) -> Self {
-        Self::start_in(Arc::new(tempfile::tempdir().expect("temp dir")), env, &[]).await
+        Self::start_in(TestDir::new(), env, &[]).await
     }
 
     /// Starts a server in `dir` (to restart on the same database), with `env` added and `unset` removed.
-    pub async fn start_in(dir: Arc<tempfile::TempDir>, env: &[(&str, &str)], unset: &[&str]) -> Self {
-        let mut child = command(dir.path(), env, unset)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn chat-server");
+    pub async fn start_in(dir: Arc<TestDir>, env: &[(&str, &str)], unset: &[&str]) -> Self {
+        let mut child =
+            command(&dir, env, unset).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn chat-server");
         let logs = Arc::new(Mutex::new(String::new()));
         let (address_tx, address_rx) = mpsc::channel();
         for stream in [
@@ -119,8 +152,8 @@ impl TestServer {
 
     /// Runs the binary to completion (for start-up failures); returns its status and combined output.
     pub fn run_to_exit(env: &[(&str, &str)], unset: &[&str]) -> (ExitStatus, String) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let output = command(dir.path(), env, unset).output().expect("run chat-server");
+        let dir = TestDir::new();
+        let output = command(&dir, env, unset).output().expect("run chat-server");
         let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
         (output.status, text)
     }
@@ -133,6 +166,7 @@ impl TestServer {
         &self.client
     }
 
+    /// The SQLite file of a server on SQLite.
     pub fn db_path(&self) -> PathBuf {
         self.dir.path().join("test.db")
     }
@@ -235,8 +269,8 @@ impl TestServer {
 
     /// Opens the server's database directly (to seed messages or inspect rows the API does not show).
     pub fn database(&self) -> chat_storage::Database {
-        let url = format!("sqlite://{}", self.db_path().display());
-        chat_storage::Database::open(&url, &chat_storage::PoolOptions::default()).expect("open test database")
+        chat_storage::Database::open(&self.dir.database_url(), &chat_storage::PoolOptions::default())
+            .expect("open test database")
     }
 }
 
