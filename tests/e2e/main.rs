@@ -14,6 +14,7 @@ mod chats;
 mod docs;
 mod errors;
 mod replies;
+mod servers;
 mod startup;
 mod streaming;
 mod walkthrough;

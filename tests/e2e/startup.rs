@@ -281,3 +281,33 @@ fn an_unreachable_postgres_is_named_with_its_real_cause_and_without_its_password
     assert!(output.contains(&format!("127.0.0.1:{port}/ai_chat")), "the database is not named:\n{output}");
     assert!(!output.contains("hunter2"), "the password was printed:\n{output}");
 }
+
+#[tokio::test]
+async fn migrate_applies_pending_migrations_and_exits_and_serve_then_starts_on_them() {
+    let dir = new_dir();
+    let (status, output) = TestServer::run_command(&dir, &["migrate"], &[]);
+    assert!(status.success(), "{output}");
+    assert!(output.contains("the database is up to date") && output.contains("applied=2"), "{output}");
+    let (status, output) = TestServer::run_command(&dir, &["migrate"], &[]);
+    assert!(status.success() && output.contains("applied=0"), "a second run has nothing to do:\n{output}");
+    let server = TestServer::start_in(Arc::clone(&dir), &[], &[]).await;
+    server.signup().await;
+    assert!(!server.logs().contains("database migrations applied"), "serve found them applied already");
+}
+
+#[tokio::test]
+async fn health_command_says_whether_the_server_on_host_and_port_is_healthy() {
+    let server = TestServer::start().await;
+    let port = server.base.rsplit(':').next().expect("port").to_owned();
+    let (status, output) = TestServer::run_command(&server.dir, &["health"], &[("PORT", &port)]);
+    assert!(status.success(), "{output}");
+    let (status, body) = server.get("/health", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let backend = if on_postgres() { "postgres" } else { "sqlite" };
+    assert_eq!((body["database"].as_str(), body["backend"].as_str()), (Some("ok"), Some(backend)), "{body}");
+    assert!(body["pool"]["connections"].as_u64().is_some_and(|n| n >= 1), "{body}");
+
+    let closed = TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("address").port();
+    let (status, output) = TestServer::run_command(&server.dir, &["health"], &[("PORT", &closed.to_string())]);
+    assert!(!status.success(), "a closed port is not healthy: {output}");
+}

@@ -278,6 +278,16 @@ pub struct HealthResponse {
     pub status: &'static str,
     /// `ok` or `unreachable`.
     pub database: &'static str,
+    /// `sqlite` or `postgres`.
+    pub backend: &'static str,
+    /// The connection pool: connections open, and idle among them.
+    pub pool: PoolResponse,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PoolResponse {
+    pub connections: u32,
+    pub idle: u32,
 }
 
 /// Every handled error: one sentence.

@@ -6,8 +6,10 @@ use chat_server::config;
 use chat_server::startup::Application;
 use chat_server::telemetry;
 
-const USAGE: &str = "usage: chat-server [serve]\n\nConfiguration comes from the environment, a .env file in the \
-working directory, and the TOML file named by CONFIG_FILE; see the README.";
+const USAGE: &str = "usage: chat-server [serve | migrate]\n\n  serve    run the server (the default); pending \
+migrations are applied first\n  migrate  apply pending database migrations and exit\n  health   ask the server on HOST:PORT for /health; exit 0 when it is \
+healthy (for container health checks)\n\nConfiguration comes from the \
+environment, a .env file in the working directory, and the TOML file named by CONFIG_FILE; see the README.";
 
 /// Reads `./.env` into the environment without overriding variables that are already set.
 fn load_dotenv() -> Result<(), String> {
@@ -18,11 +20,45 @@ fn load_dotenv() -> Result<(), String> {
     }
 }
 
+/// `chat-server health`: GET /health on this machine's server, for container health checks.
+fn health_check() -> ExitCode {
+    use std::io::{Read, Write};
+    let _ = load_dotenv();
+    let host = std::env::var("HOST").ok().filter(|h| !h.is_empty() && h != "0.0.0.0" && h != "::");
+    let host = host.unwrap_or_else(|| "127.0.0.1".to_owned());
+    let port = std::env::var("PORT").unwrap_or_else(|_| "8000".to_owned());
+    let answer = (|| -> std::io::Result<String> {
+        let address = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port.parse::<u16>().unwrap_or(8000)))?
+            .next()
+            .ok_or_else(|| std::io::Error::other("no address"))?;
+        let timeout = std::time::Duration::from_secs(3);
+        let mut stream = std::net::TcpStream::connect_timeout(&address, timeout)?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.write_all(format!("GET /health HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        Ok(response)
+    })();
+    match answer {
+        Ok(response) if response.starts_with("HTTP/1.1 200") => ExitCode::SUCCESS,
+        Ok(response) => {
+            eprintln!("unhealthy: {}", response.lines().last().unwrap_or_default());
+            ExitCode::FAILURE
+        }
+        Err(err) => {
+            eprintln!("unhealthy: {host}:{port}: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[actix_web::main]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
-        [] | ["serve"] => {}
+    let migrate_only = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        [] | ["serve"] => false,
+        ["migrate"] => true,
+        ["health"] => return health_check(),
         ["--version"] => {
             eprintln!("chat-server {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
@@ -35,7 +71,7 @@ async fn main() -> ExitCode {
             eprintln!("{USAGE}");
             return ExitCode::from(2);
         }
-    }
+    };
     if let Err(problem) = load_dotenv() {
         eprintln!("invalid configuration:\n  - {problem}");
         return ExitCode::from(2);
@@ -50,6 +86,19 @@ async fn main() -> ExitCode {
     telemetry::init(&loaded.settings.log);
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
+    }
+    if migrate_only {
+        return match chat_server::startup::migrate(&loaded.settings) {
+            Ok(applied) => {
+                tracing::info!(applied, "the database is up to date");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "migration failed");
+                eprintln!("migration failed: {err}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let env = loaded.settings.app_env;
     let app = match Application::build(loaded.settings) {

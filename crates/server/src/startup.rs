@@ -125,18 +125,28 @@ async fn shutdown_signal() {
     }
 }
 
+fn pool_options(settings: &Settings, exclusive: bool) -> PoolOptions {
+    PoolOptions {
+        max_connections: settings.database.max_connections,
+        acquire_timeout: settings.database.acquire_timeout,
+        busy_timeout: settings.database.busy_timeout,
+        synchronous: settings.database.sqlite_synchronous,
+        exclusive,
+    }
+}
+
+/// `chat-server migrate`: applies pending migrations to the configured database; returns how many ran.
+pub fn migrate(settings: &Settings) -> Result<usize, StartupError> {
+    let db = Database::connect(&settings.database.url, &pool_options(settings, true))?;
+    tracing::info!(database = %db.location(), "applying pending migrations");
+    Ok(db.migrate()?)
+}
+
 impl Application {
     /// Opens the database (running migrations), resolves the JWT secret and binds the listener.
     /// Blocking work here happens once, before any request is served.
     pub fn build(settings: Settings) -> Result<Self, StartupError> {
-        let pool = PoolOptions {
-            max_connections: settings.database.max_connections,
-            acquire_timeout: settings.database.acquire_timeout,
-            busy_timeout: settings.database.busy_timeout,
-            synchronous: settings.database.sqlite_synchronous,
-            exclusive: true,
-        };
-        let db = Database::open(&settings.database.url, &pool)?;
+        let db = Database::open(&settings.database.url, &pool_options(&settings, true))?;
         tracing::info!(database = %db.location(), "database ready");
 
         let secret = match settings.auth.jwt_secret_key.clone() {
@@ -178,6 +188,7 @@ impl Application {
             generation: GenerationSettings {
                 flush_interval: settings.chat.flush_interval,
                 resume_window: settings.chat.resume_window,
+                lease: settings.chat.generation_lease,
                 ..GenerationSettings::default()
             },
         };
@@ -186,6 +197,7 @@ impl Application {
         if interrupted > 0 {
             tracing::warn!(replies = interrupted, "replies left generating by the previous run are marked interrupted");
         }
+        service.start_background();
         let state = web::Data::new(AppState {
             service: service.clone(),
             max_body_bytes: settings.server.max_body_bytes,

@@ -236,6 +236,8 @@ impl ChatService {
     ) -> Result<T, ServiceError> {
         match self.db.run(insert).await {
             Err(StorageError::ForeignKeyViolation) => Err(not_found(chat_id)),
+            // Another server is generating a reply in this chat: the database's unique index says so.
+            Err(StorageError::UniqueViolation) => Err(ServiceError::GenerationInProgress),
             other => Ok(other?),
         }
     }

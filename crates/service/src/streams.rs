@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
-use chat_domain::{MessageStatus, Role, UserId};
+use chat_domain::{ChatId, MessageStatus, Role, UserId};
 use chat_storage::{chats, messages};
 
 use crate::chats::{not_found, parse_chat_id};
-use crate::generation::{CANCELLED, Ending, StopReason, Subscription, replay};
+use crate::generation::{CANCELLED, Ending, StopReason, StreamStart, Subscription, replay};
 use crate::{ChatService, ServiceError};
 
 /// How long a cancel waits for the stopped reply to be stored before answering anyway.
@@ -43,8 +43,9 @@ impl ChatService {
             }
             return Ok(Subscription::live(generation, last_event_id.unwrap_or(0)));
         }
-        // Not in memory: the reply is told from what is stored. Its `start` tells a resuming listener
-        // to begin the message again, as the ids it saw may not match these.
+        // Not in memory: the reply is told from what is stored (and followed there while another
+        // server generates it). Its `start` tells a resuming listener to begin the message again, as
+        // the ids it saw may not match these.
         let user_message_id = self
             .db
             .run(move |c| messages::list_recent_messages(c, id, message_id, 1))
@@ -52,6 +53,15 @@ impl ChatService {
             .into_iter()
             .find(|m| m.role == Role::User)
             .map_or(0, |m| m.id);
+        if message.status == MessageStatus::Generating {
+            let start = StreamStart {
+                chat_id: id,
+                user_message_id,
+                message_id,
+                model: message.model_alias.clone().unwrap_or_default(),
+            };
+            return Ok(Subscription::poll(self.db.clone(), start, self.generations.flush_interval()));
+        }
         Ok(Subscription::replay(replay(&message, user_message_id)))
     }
 
@@ -61,8 +71,9 @@ impl ChatService {
         let id = parse_chat_id(chat_id)?;
         self.db.run(move |c| chats::find_chat_for_user(c, id, user_id)).await?.ok_or_else(|| not_found(chat_id))?;
         let Some(generation) = self.generations.stop_chat(id, StopReason::Cancel) else {
-            // Nothing runs, or a reply is about to start and is stopped as it does.
-            return Ok(false);
+            // Nothing runs here (a reply about to start here is stopped as it does); on a shared
+            // database another server may be generating it.
+            return self.cancel_elsewhere(id).await;
         };
         if tokio::time::timeout(CANCEL_WAIT, generation.ended()).await.is_err() {
             tracing::warn!(message_id = generation.message_id(), "a cancelled reply was not stored in time");
@@ -75,11 +86,47 @@ impl ChatService {
         })
     }
 
-    /// Marks replies left `generating` by a previous run (a crash) as `interrupted`. Blocking: for
-    /// start-up, before requests are served.
+    /// Asks the server generating the chat's reply to stop it (it looks at every flush), and waits until
+    /// the reply is stored as stopped. `false` when no reply was generating.
+    async fn cancel_elsewhere(&self, chat_id: ChatId) -> Result<bool, ServiceError> {
+        if self.db.is_exclusive() {
+            return Ok(false);
+        }
+        let generating = self
+            .db
+            .run(move |c| {
+                let ids = messages::generating_in(c, chat_id)?;
+                Ok((messages::request_cancel(c, chat_id)?, ids))
+            })
+            .await?;
+        let (true, ids) = generating else { return Ok(false) };
+        let deadline = tokio::time::Instant::now() + CANCEL_WAIT;
+        for id in ids {
+            while tokio::time::Instant::now() < deadline {
+                let status = self.db.run(move |c| messages::status_of(c, id)).await?;
+                if status != Some(MessageStatus::Generating) {
+                    break;
+                }
+                tokio::time::sleep(self.generations.flush_interval() / 4).await;
+            }
+        }
+        Ok(true)
+    }
+
+    /// Marks replies left `generating` by a previous run (a crash) as `interrupted`: all of them on a
+    /// database this server holds alone; on a shared one, those no server has marked alive within the
+    /// lease (others' running replies are left alone). Blocking: for start-up, before requests are served.
     pub fn recover_interrupted(&self) -> Result<usize, ServiceError> {
         let now = chat_domain::time::now_utc();
-        Ok(self.db.with_connection(|c| messages::interrupt_generating(c, now))?)
+        let lease = chrono::Duration::from_std(self.generations.lease()).unwrap_or(chrono::Duration::MAX);
+        let stale_before = (!self.db.is_exclusive()).then(|| now - lease);
+        Ok(self.db.with_connection(|c| messages::interrupt_generating(c, now, stale_before))?)
+    }
+
+    /// Starts the background work of replies (writing their text, marking them alive, recovering those
+    /// of servers that died) on the current Tokio runtime; otherwise it starts with the first reply.
+    pub fn start_background(&self) {
+        self.generations.start_flusher();
     }
 
     /// Refuses new replies, gives running ones `grace` to finish, then stores the rest as

@@ -374,16 +374,31 @@ async fn regenerate_needs_a_message_to_answer() {
 }
 
 #[tokio::test]
-async fn replies_left_generating_are_marked_interrupted_at_start_up() {
+async fn on_a_shared_database_only_replies_past_their_lease_are_recovered() {
+    // This setup's database is not held exclusively, as a PostgreSQL one shared by several servers.
     let s = setup().await;
     let chat: ChatId = s.chat.parse().unwrap();
-    let leftover = NewMessage {
+    let now = now_utc();
+    let leftover = |content: &str, heard_of: chrono::NaiveDateTime| NewMessage {
         status: MessageStatus::Generating,
-        ..NewMessage::plain(chat, Role::Assistant, "half".into(), now_utc())
+        updated_at: heard_of,
+        ..NewMessage::plain(chat, Role::Assistant, content.into(), now)
     };
-    s.svc.database().with_connection(|c| messages::insert_message(c, leftover)).unwrap();
+    let abandoned = leftover("abandoned", now - chrono::Duration::hours(1));
+    s.svc.database().with_connection(|c| messages::insert_message(c, abandoned)).unwrap();
     assert_eq!(s.svc.recover_interrupted().unwrap(), 1);
-    let messages = stored(&s);
-    assert_eq!((messages[0].content.as_str(), messages[0].status), ("half", MessageStatus::Interrupted));
+    // Another server's reply, heard of just now: left alone.
+    let other_chat = s.svc.create_chat(s.user, None, None).await.unwrap().chat.id;
+    let live = NewMessage { chat_id: other_chat, ..leftover("live", now) };
+    s.svc.database().with_connection(|c| messages::insert_message(c, live)).unwrap();
     assert_eq!(s.svc.recover_interrupted().unwrap(), 0);
+    let statuses: Vec<(String, MessageStatus)> = [chat, other_chat]
+        .into_iter()
+        .flat_map(|chat| s.svc.database().with_connection(|c| messages::list_messages(c, chat, None)).unwrap())
+        .map(|m| (m.content, m.status))
+        .collect();
+    assert_eq!(
+        statuses,
+        [("abandoned".to_owned(), MessageStatus::Interrupted), ("live".to_owned(), MessageStatus::Generating)]
+    );
 }

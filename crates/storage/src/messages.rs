@@ -197,21 +197,29 @@ pub fn last_exchange(conn: &mut DbConnection, chat_id: ChatId) -> Result<Vec<Mes
         .load(conn)?)
 }
 
-/// Writes the text generated so far into replies still `generating`, all in one transaction (one
-/// commit however many replies are streaming). A reply that has ended meanwhile is left as it ended.
-pub fn save_progress(conn: &mut DbConnection, progress: &[(i64, String)]) -> Result<(), StorageError> {
-    if progress.is_empty() {
+/// Writes the text generated so far into replies still `generating`, and marks the `others` (running,
+/// nothing new to write) as alive, all in one transaction (one commit however many replies are
+/// streaming). `updated_at` is each reply's heartbeat. A reply that has ended meanwhile is left as it ended.
+pub fn save_progress(
+    conn: &mut DbConnection,
+    progress: &[(i64, String)],
+    others: &[i64],
+    at: NaiveDateTime,
+) -> Result<(), StorageError> {
+    if progress.is_empty() && others.is_empty() {
         return Ok(());
     }
+    let generating = MessageStatus::Generating.as_str();
     conn.transaction(|conn| {
         for (id, content) in progress {
-            diesel::update(
-                messages::table
-                    .filter(messages::id.eq(id))
-                    .filter(messages::status.eq(MessageStatus::Generating.as_str())),
-            )
-            .set(messages::content.eq(content))
-            .execute(conn)?;
+            diesel::update(messages::table.filter(messages::id.eq(id)).filter(messages::status.eq(generating)))
+                .set((messages::content.eq(content), messages::updated_at.eq(at)))
+                .execute(conn)?;
+        }
+        if !others.is_empty() {
+            diesel::update(messages::table.filter(messages::id.eq_any(others)).filter(messages::status.eq(generating)))
+                .set(messages::updated_at.eq(at))
+                .execute(conn)?;
         }
         Ok(())
     })
@@ -267,11 +275,67 @@ pub fn delete_between(
     .execute(conn)?)
 }
 
-/// Marks every reply still `generating` as `interrupted`: at start-up, what a crash left behind.
-pub fn interrupt_generating(conn: &mut DbConnection, at: NaiveDateTime) -> Result<usize, StorageError> {
-    Ok(diesel::update(messages::table.filter(messages::status.eq(MessageStatus::Generating.as_str())))
-        .set((messages::status.eq(MessageStatus::Interrupted.as_str()), messages::updated_at.eq(at)))
-        .execute(conn)?)
+/// Asks the server generating the chat's reply to stop it (when it is another one). Returns whether a
+/// reply was generating.
+pub fn request_cancel(conn: &mut DbConnection, chat_id: ChatId) -> Result<bool, StorageError> {
+    let updated = diesel::update(
+        messages::table
+            .filter(messages::chat_id.eq(chat_id.to_string()))
+            .filter(messages::status.eq(MessageStatus::Generating.as_str())),
+    )
+    .set(messages::cancel_requested.eq(true))
+    .execute(conn)?;
+    Ok(updated > 0)
+}
+
+/// The ids of the chat's replies being generated (one at most).
+pub fn generating_in(conn: &mut DbConnection, chat_id: ChatId) -> Result<Vec<i64>, StorageError> {
+    Ok(messages::table
+        .filter(messages::chat_id.eq(chat_id.to_string()))
+        .filter(messages::status.eq(MessageStatus::Generating.as_str()))
+        .select(messages::id)
+        .load(conn)?)
+}
+
+/// Of the replies `ids` (running here), those still wanted: stored, `generating`, and with no stop
+/// asked for. The others were deleted with their chat or stopped from another server.
+pub fn still_wanted(conn: &mut DbConnection, ids: &[i64]) -> Result<Vec<i64>, StorageError> {
+    Ok(messages::table
+        .filter(messages::id.eq_any(ids))
+        .filter(messages::status.eq(MessageStatus::Generating.as_str()))
+        .filter(messages::cancel_requested.eq(false))
+        .select(messages::id)
+        .load(conn)?)
+}
+
+/// The status of a message, if it exists.
+pub fn status_of(conn: &mut DbConnection, id: i64) -> Result<Option<MessageStatus>, StorageError> {
+    let status: Option<String> = messages::table.find(id).select(messages::status).first(conn).optional()?;
+    status
+        .map(|s| {
+            s.parse().map_err(|err: chat_domain::UnknownValue| {
+                StorageError::Query(diesel::result::Error::DeserializationError(Box::new(err)))
+            })
+        })
+        .transpose()
+}
+
+/// Marks replies still `generating` as `interrupted`: those not heard of since `stale_before` (their
+/// server is gone), or with `None` every one (at the start of the only server of a database). Returns
+/// how many.
+pub fn interrupt_generating(
+    conn: &mut DbConnection,
+    at: NaiveDateTime,
+    stale_before: Option<NaiveDateTime>,
+) -> Result<usize, StorageError> {
+    let generating = messages::table.filter(messages::status.eq(MessageStatus::Generating.as_str()));
+    let interrupted = (messages::status.eq(MessageStatus::Interrupted.as_str()), messages::updated_at.eq(at));
+    Ok(match stale_before {
+        Some(before) => {
+            diesel::update(generating.filter(messages::updated_at.lt(before))).set(interrupted).execute(conn)?
+        }
+        None => diesel::update(generating).set(interrupted).execute(conn)?,
+    })
 }
 
 /// The chat's messages, oldest first; with `limit`, the oldest `limit`.

@@ -61,7 +61,7 @@ pub struct Database {
     pool: Pool<Manager>,
     location: DatabaseLocation,
     /// The lock file held while the pool lives, with `PoolOptions::exclusive`.
-    _lock: Option<Arc<File>>,
+    lock: Option<Arc<File>>,
 }
 
 impl fmt::Debug for Database {
@@ -160,6 +160,21 @@ impl Database {
     ///
     /// Blocking: call it at start-up, before serving.
     pub fn open(url: &str, options: &PoolOptions) -> Result<Self, StorageError> {
+        let database = Self::connect(url, options)?;
+        let applied = database.migrate()?;
+        if applied > 0 {
+            tracing::info!(applied, "database migrations applied");
+        }
+        Ok(database)
+    }
+
+    /// Applies pending migrations; returns how many ran. Blocking.
+    pub fn migrate(&self) -> Result<usize, StorageError> {
+        self.with_connection(migrations::run_pending)
+    }
+
+    /// Opens the database named by `url` and builds the pool, without touching its schema. Blocking.
+    pub fn connect(url: &str, options: &PoolOptions) -> Result<Self, StorageError> {
         let location = DatabaseLocation::parse(url)?;
         let sqlite = matches!(location, DatabaseLocation::SqliteFile(_));
         let lock = (options.exclusive && sqlite).then(|| lock_beside(&location)).transpose()?;
@@ -172,12 +187,26 @@ impl Database {
             .connection_timeout(options.acquire_timeout)
             .build(manager)
             .map_err(|err| open_error(err.to_string()))?;
-        let database = Self { pool, location, _lock: lock.map(Arc::new) };
-        let applied = database.with_connection(migrations::run_pending)?;
-        if applied > 0 {
-            tracing::info!(applied, "database migrations applied");
+        Ok(Self { pool, location, lock: lock.map(Arc::new) })
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        match self.location {
+            DatabaseLocation::SqliteFile(_) => "sqlite",
+            DatabaseLocation::Postgres(_) => "postgres",
         }
-        Ok(database)
+    }
+
+    /// The pool's connections: open, and idle among them.
+    pub fn pool_state(&self) -> (u32, u32) {
+        let state = self.pool.state();
+        (state.connections, state.idle_connections)
+    }
+
+    /// Whether this process is the database's only server (an SQLite file it holds the lock of).
+    pub fn is_exclusive(&self) -> bool {
+        self.lock.is_some()
     }
 
     pub fn location(&self) -> &DatabaseLocation {

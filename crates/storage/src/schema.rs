@@ -40,6 +40,7 @@ diesel::table! {
         error_detail -> Nullable<Text>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        cancel_requested -> Bool,
     }
 }
 

@@ -152,8 +152,16 @@ impl TestServer {
 
     /// Runs the binary to completion (for start-up failures); returns its status and combined output.
     pub fn run_to_exit(env: &[(&str, &str)], unset: &[&str]) -> (ExitStatus, String) {
-        let dir = TestDir::new();
-        let output = command(&dir, env, unset).output().expect("run chat-server");
+        Self::run_command_without(&TestDir::new(), &[], env, unset)
+    }
+
+    /// Runs the binary with `args` (a subcommand) in `dir` to completion; returns its status and output.
+    pub fn run_command(dir: &TestDir, args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String) {
+        Self::run_command_without(dir, args, env, &[])
+    }
+
+    fn run_command_without(dir: &TestDir, args: &[&str], env: &[(&str, &str)], unset: &[&str]) -> (ExitStatus, String) {
+        let output = command(dir, env, unset).args(args).output().expect("run chat-server");
         let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
         (output.status, text)
     }

@@ -39,6 +39,7 @@ pub(super) struct FileChat {
     pub stream_flush_ms: Option<String>,
     pub stream_resume_seconds: Option<String>,
     pub keep_alive_seconds: Option<String>,
+    pub generation_lease_seconds: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -204,6 +204,13 @@ pub fn load(env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, ConfigError>
             Duration::from_secs(15),
             |s| parse_num(s, 1, 3600).map(Duration::from_secs),
         ),
+        generation_lease: r.pick(
+            "GENERATION_LEASE_SECONDS",
+            "chat.generation_lease_seconds",
+            file.chat.generation_lease_seconds,
+            Duration::from_secs(30),
+            |s| parse_num(s, 1, 3600).map(Duration::from_secs),
+        ),
     };
     let timeouts = Timeouts {
         connect: r.pick(
@@ -244,6 +251,14 @@ pub fn load(env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, ConfigError>
         if let Err(problem) = llm_providers::http::check_base_url(&provider.base_url) {
             r.problems.push(format!("base URL of provider {}: {problem}", provider.name));
         }
+    }
+    if chat.generation_lease < chat.flush_interval * 3 {
+        r.problems.push(format!(
+            "GENERATION_LEASE_SECONDS: {} s is shorter than three flushes (STREAM_FLUSH_MS is {} ms): running \
+             replies would be taken for abandoned",
+            chat.generation_lease.as_secs(),
+            chat.flush_interval.as_millis()
+        ));
     }
     if timeouts.first_token > timeouts.total {
         r.problems.push(format!(

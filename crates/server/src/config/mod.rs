@@ -52,6 +52,9 @@ pub struct ChatConfig {
     pub resume_window: Duration,
     /// The longest silence on an event stream before a `: keep-alive` comment.
     pub keep_alive: Duration,
+    /// On a shared database, how long a reply may go unheard of before another server stores it as
+    /// `interrupted` (its server died).
+    pub generation_lease: Duration,
 }
 
 #[derive(Debug, Clone)]

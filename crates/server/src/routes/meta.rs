@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
 
-use crate::dto::{HealthResponse, RootResponse};
+use crate::dto::{HealthResponse, PoolResponse, RootResponse};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -26,17 +26,26 @@ pub async fn root() -> HttpResponse {
     (status = 503, body = HealthResponse, description = "The database does not answer"),
 ))]
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
-    match tokio::time::timeout(HEALTH_TIMEOUT, state.service.database().ping()).await {
-        Ok(Ok(())) => HttpResponse::Ok().json(HealthResponse { status: "healthy", database: "ok" }),
+    let db = state.service.database();
+    let answered = match tokio::time::timeout(HEALTH_TIMEOUT, db.ping()).await {
+        Ok(Ok(())) => true,
         Ok(Err(err)) => {
             tracing::warn!(error = %err, "health check: database error");
-            HttpResponse::ServiceUnavailable().json(HealthResponse { status: "unhealthy", database: "unreachable" })
+            false
         }
         Err(_) => {
             tracing::warn!("health check: database did not answer in time");
-            HttpResponse::ServiceUnavailable().json(HealthResponse { status: "unhealthy", database: "unreachable" })
+            false
         }
-    }
+    };
+    let (connections, idle) = db.pool_state();
+    let body = HealthResponse {
+        status: if answered { "healthy" } else { "unhealthy" },
+        database: if answered { "ok" } else { "unreachable" },
+        backend: db.backend(),
+        pool: PoolResponse { connections, idle },
+    };
+    if answered { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
 }
 
 pub async fn not_found() -> Result<HttpResponse, ApiError> {

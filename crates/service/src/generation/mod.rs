@@ -40,6 +40,9 @@ pub struct GenerationSettings {
     pub resume_window: Duration,
     /// The most memory kept for finished replies' events; the oldest go first beyond it.
     pub resume_bytes: usize,
+    /// On a database shared by several servers, a reply not heard of (flushed or marked alive) for this
+    /// long is taken as abandoned by a server that died, and stored as `interrupted` by another.
+    pub lease: Duration,
 }
 
 impl Default for GenerationSettings {
@@ -48,6 +51,7 @@ impl Default for GenerationSettings {
             flush_interval: Duration::from_millis(500),
             resume_window: Duration::from_secs(300),
             resume_bytes: 32 << 20,
+            lease: Duration::from_secs(30),
         }
     }
 }
@@ -69,6 +73,8 @@ struct Shared {
     unwritten: Mutex<Vec<(i64, FinishedReply)>>,
     tracker: TaskTracker,
     flusher: OnceLock<()>,
+    /// When running replies were last marked alive, and abandoned ones last looked for.
+    last_heartbeat: Mutex<Instant>,
 }
 
 /// A chat's generation: reserved while its messages are stored (a stop asked for meanwhile is kept
@@ -171,9 +177,12 @@ impl Shared {
     async fn flush(&self) {
         let dirty = std::mem::take(&mut *self.dirty.lock().unwrap_or_else(PoisonError::into_inner));
         let progress: Vec<(i64, String)> = dirty.iter().filter_map(|g| g.take_progress()).collect();
-        if !progress.is_empty() {
+        let heartbeat = self.heartbeat_due();
+        let alive: Vec<i64> = if heartbeat { self.running_ids(&progress) } else { Vec::new() };
+        if !progress.is_empty() || !alive.is_empty() {
             let count = progress.len();
-            if let Err(err) = self.db.run(move |c| messages::save_progress(c, &progress)).await {
+            let at = now_utc();
+            if let Err(err) = self.db.run(move |c| messages::save_progress(c, &progress, &alive, at)).await {
                 tracing::error!(error = %err, replies = count, "could not write the progress of running replies");
                 // Written at the next flush instead (or by their final write).
                 for generation in dirty {
@@ -183,7 +192,75 @@ impl Shared {
             }
         }
         self.retry_unwritten().await;
+        if !self.db.is_exclusive() {
+            self.stop_unwanted().await;
+            if heartbeat {
+                self.interrupt_abandoned().await;
+            }
+        }
         self.evict(&mut self.registry());
+    }
+
+    /// Stops the replies running here that another server asked to stop, or whose chat it deleted.
+    async fn stop_unwanted(&self) {
+        let running: Vec<Arc<Generation>> = self
+            .registry()
+            .chats
+            .values()
+            .filter_map(|slot| match slot {
+                Slot::Running(generation) if !generation.has_ended() => Some(Arc::clone(generation)),
+                _ => None,
+            })
+            .collect();
+        if running.is_empty() {
+            return;
+        }
+        let ids: Vec<i64> = running.iter().map(|g| g.message_id()).collect();
+        match self.db.run(move |c| messages::still_wanted(c, &ids)).await {
+            Ok(wanted) => {
+                for generation in running.iter().filter(|g| !wanted.contains(&g.message_id())) {
+                    tracing::info!(message_id = generation.message_id(), "a reply was stopped from another server");
+                    generation.stop(StopReason::Cancel);
+                }
+            }
+            Err(err) => tracing::error!(error = %err, "could not check whether running replies are still wanted"),
+        }
+    }
+
+    /// Whether a third of the lease has passed since running replies were last marked alive.
+    fn heartbeat_due(&self) -> bool {
+        let mut last = self.last_heartbeat.lock().unwrap_or_else(PoisonError::into_inner);
+        let due = last.elapsed() >= self.settings.lease / 3;
+        if due {
+            *last = Instant::now();
+        }
+        due
+    }
+
+    /// The message ids of the replies running here, but those in `written`.
+    fn running_ids(&self, written: &[(i64, String)]) -> Vec<i64> {
+        self.registry()
+            .chats
+            .values()
+            .filter_map(|slot| match slot {
+                Slot::Running(generation) if !generation.has_ended() => Some(generation.message_id()),
+                _ => None,
+            })
+            .filter(|id| !written.iter().any(|(written, _)| written == id))
+            .collect()
+    }
+
+    /// Stores as `interrupted` the replies of servers that stopped marking them alive (they died).
+    async fn interrupt_abandoned(&self) {
+        let now = now_utc();
+        let stale_before = now - chrono::Duration::from_std(self.settings.lease).unwrap_or(chrono::Duration::MAX);
+        match self.db.run(move |c| messages::interrupt_generating(c, now, Some(stale_before))).await {
+            Ok(0) => {}
+            Ok(count) => {
+                tracing::warn!(replies = count, "replies abandoned by a stopped server are marked interrupted")
+            }
+            Err(err) => tracing::error!(error = %err, "could not look for abandoned replies"),
+        }
     }
 
     async fn retry_unwritten(&self) {
@@ -240,6 +317,7 @@ impl Generations {
             unwritten: Mutex::default(),
             tracker: TaskTracker::new(),
             flusher: OnceLock::new(),
+            last_heartbeat: Mutex::new(Instant::now()),
         };
         Self { shared: Arc::new(shared) }
     }
@@ -277,13 +355,19 @@ impl Generations {
         if let Some(reason) = stop {
             generation.stop(reason);
         }
-        self.shared.flusher.get_or_init(|| {
-            tokio::spawn(flush_loop(Arc::downgrade(&self.shared), self.shared.settings.flush_interval));
-        });
+        self.start_flusher();
         let running = Running { shared: Arc::clone(&self.shared), generation };
         self.shared.tracker.spawn(async move {
             let _running = running;
             task.await;
+        });
+    }
+
+    /// Starts the task that writes running replies' text, marks them alive and, on a shared database,
+    /// looks for replies abandoned by servers that died. Once per process; needs a Tokio runtime.
+    pub(crate) fn start_flusher(&self) {
+        self.shared.flusher.get_or_init(|| {
+            tokio::spawn(flush_loop(Arc::downgrade(&self.shared), self.shared.settings.flush_interval));
         });
     }
 
@@ -310,6 +394,16 @@ impl Generations {
     /// Hands a reply with unwritten text to the flusher.
     pub(crate) fn mark_dirty(&self, generation: Arc<Generation>) {
         self.shared.dirty.lock().unwrap_or_else(PoisonError::into_inner).push(generation);
+    }
+
+    /// How often running replies' text reaches the database (and how often others' are looked at).
+    pub(crate) fn flush_interval(&self) -> Duration {
+        self.shared.settings.flush_interval
+    }
+
+    /// How long a reply may go unheard of before another server takes it as abandoned.
+    pub(crate) fn lease(&self) -> Duration {
+        self.shared.settings.lease
     }
 
     /// Keeps a final write that failed for the flusher to retry.
