@@ -421,3 +421,38 @@ async fn two_hundred_concurrent_streams_each_get_their_own_reply_whole_and_in_or
     assert!(requests.iter().all(|r| !r.disconnected), "a provider request was closed early");
     assert!(started.elapsed() < Duration::from_secs(20), "{STREAMS} streams took {:?}", started.elapsed());
 }
+
+/// `upstream;dur=U, total;dur=T` in milliseconds, from a `Server-Timing` header.
+fn server_timing(headers: &reqwest::header::HeaderMap) -> (f64, f64) {
+    let value = headers.get("server-timing").expect("a Server-Timing header").to_str().unwrap();
+    let dur = |name: &str| -> f64 {
+        let part = value.split(',').map(str::trim).find(|p| p.starts_with(name)).expect(name);
+        part.split("dur=").nth(1).unwrap().parse().unwrap()
+    };
+    (dur("upstream;"), dur("total;"))
+}
+
+#[tokio::test]
+async fn server_timing_tells_the_upstream_and_the_total_time_of_a_reply() {
+    let (mock, server, user, chat) = setup(None, &[]).await;
+    mock.script([
+        json!({"kind": "reply", "text": "Slow to start.", "latency_ms": 300}),
+        json!({"kind": "reply", "text": "Slow to start, streamed.", "latency_ms": 300}),
+    ])
+    .await
+    .unwrap();
+    let (status, headers, body) = server
+        .call(reqwest::Method::POST, "/chat", Some(&user.token), Some(json!({"chat_id": chat, "message": "hi"})))
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    let (upstream, total) = server_timing(&headers);
+    assert!(upstream >= 300.0, "the provider took 300 ms, the header says {upstream}");
+    assert!(total >= upstream, "total {total} < upstream {upstream}");
+
+    let stream = sse::post_chat(&server, &user, json!({"chat_id": chat, "message": "again"})).await.unwrap();
+    let (upstream, total) = server_timing(&stream.headers);
+    assert!(upstream >= 300.0, "the first token took 300 ms, the header says {upstream}");
+    assert!(total >= upstream, "total {total} < upstream {upstream}");
+    let (_, headers, _) = server.call(reqwest::Method::GET, "/chats", Some(&user.token), None).await;
+    assert!(headers.get("server-timing").is_none(), "only replies of a model carry it");
+}

@@ -1,6 +1,6 @@
 //! Per-request context: an `X-Request-Id` on every response, a tracing span, and one log line per request.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::body::{BodySize, BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -40,6 +40,21 @@ fn with_detail_body(response: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBo
     })
 }
 
+/// Set by a handler on a response that waited on a model provider: how long the provider took (to its
+/// first token, for a stream). The request's middleware turns it into a `Server-Timing` header.
+#[derive(Debug, Clone, Copy)]
+pub struct Upstream(pub Option<Duration>);
+
+/// `Server-Timing: upstream;dur=…, total;dur=…` in milliseconds, so that anyone can see the latency the
+/// server adds on top of the model.
+fn server_timing(upstream: Option<Duration>, total: Duration) -> String {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    match upstream {
+        Some(upstream) => format!("upstream;dur={:.3}, total;dur={:.3}", ms(upstream), ms(total)),
+        None => format!("total;dur={:.3}", ms(total)),
+    }
+}
+
 pub async fn request_context(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -69,6 +84,12 @@ pub async fn request_context(
     span.record("route", route.as_str());
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    let upstream = response.response().extensions().get::<Upstream>().copied();
+    if let Some(Upstream(upstream)) = upstream
+        && let Ok(value) = HeaderValue::from_str(&server_timing(upstream, started.elapsed()))
+    {
+        response.headers_mut().insert(HeaderName::from_static("server-timing"), value);
     }
     tracing::info!(
         parent: &span,

@@ -1,6 +1,7 @@
 //! Sending a message and regenerating a reply: check, store, and start the generation that answers.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chat_domain::time::now_utc;
 use chat_domain::{ChatId, MessageStatus, Role, UserId};
@@ -38,6 +39,8 @@ pub struct Reply {
     /// The alias that answered.
     pub alias: String,
     pub usage: Usage,
+    /// How long the provider took to answer (retries and fallbacks included).
+    pub upstream: Option<Duration>,
 }
 
 /// A reply that has been started: its messages are stored and its generation runs on the server,
@@ -75,6 +78,7 @@ impl Started {
             finish_reason,
             alias: start.model.clone(),
             usage,
+            upstream: generation.upstream(),
         })
     }
 

@@ -8,6 +8,7 @@ use crate::dto::{
 };
 use crate::error::{ApiError, unknown_model};
 use crate::extract::{AuthUser, JsonBody};
+use crate::middleware::Upstream;
 use crate::sse;
 use crate::state::AppState;
 use crate::validation::{FieldError, ObjectReader};
@@ -66,10 +67,13 @@ pub async fn send_message(
 pub async fn answer(state: &AppState, started: Started, stream: bool) -> Result<HttpResponse, ApiError> {
     if stream {
         let subscription = started.streamed().await?;
-        return Ok(sse::response(subscription, state.keep_alive));
+        let upstream = subscription.upstream();
+        let mut response = sse::response(subscription, state.keep_alive);
+        response.extensions_mut().insert(Upstream(upstream));
+        return Ok(response);
     }
     let reply = started.whole().await?;
-    Ok(HttpResponse::Ok().json(ChatReplyResponse {
+    let mut response = HttpResponse::Ok().json(ChatReplyResponse {
         reply: reply.content,
         chat_id: reply.chat_id.to_string(),
         message_id: reply.message_id,
@@ -81,7 +85,9 @@ pub async fn answer(state: &AppState, started: Started, stream: bool) -> Result<
         },
         status: reply.status.as_str(),
         finish_reason: reply.finish_reason,
-    }))
+    });
+    response.extensions_mut().insert(Upstream(reply.upstream));
+    Ok(response)
 }
 
 /// The model aliases, what serves each, and whether it can answer now.

@@ -2,6 +2,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use chat_domain::MessageStatus;
 use tokio::sync::watch;
@@ -44,6 +45,10 @@ struct State {
     status: Option<MessageStatus>,
     /// The failure to hand to the one caller waiting on the outcome.
     error: Option<ServiceError>,
+    /// When the provider was asked, its first text arrived, and its stream ended.
+    asked: Option<Instant>,
+    first_text: Option<Instant>,
+    answered: Option<Instant>,
 }
 
 impl Generation {
@@ -87,8 +92,30 @@ impl Generation {
     }
 
     pub(crate) fn mark_began(&self) {
-        self.state().began = true;
+        {
+            let mut state = self.state();
+            state.began = true;
+            state.first_text = Some(Instant::now());
+        }
         self.changed();
+    }
+
+    /// The provider is being asked (the first attempt; retries and fallbacks count as its time).
+    pub(crate) fn mark_asked(&self) {
+        self.state().asked.get_or_insert_with(Instant::now);
+    }
+
+    /// The provider's stream has ended (or was closed).
+    pub(crate) fn mark_answered(&self) {
+        self.state().answered = Some(Instant::now());
+    }
+
+    /// The time spent waiting on the provider: until its stream ended, or until its first text while
+    /// it runs.
+    pub(crate) fn upstream(&self) -> Option<Duration> {
+        let state = self.state();
+        let asked = state.asked?;
+        Some(state.answered.or(state.first_text)?.saturating_duration_since(asked))
     }
 
     /// Records how the reply ended (after it was stored), waking every listener.

@@ -76,6 +76,7 @@ impl ChatService {
         let (outcome, usage, finish) = self.record_stream(&generation, &mut chunks).await;
         // Closing the provider's stream now ends its HTTP request before the final write.
         drop(chunks);
+        generation.mark_answered();
 
         let text = generation.text();
         let content_tokens = self.counter.count(&text);
@@ -129,6 +130,7 @@ impl ChatService {
         let system = job.system.as_ref().map(|(prompt, tokens)| (prompt.as_str(), *tokens));
         let context = context::build(system, (job.prompt.0.as_str(), job.prompt.1), history, budget)
             .map_err(ServiceError::MessageTooLarge)?;
+        job.generation.mark_asked();
         let routed = self
             .router
             .stream(&job.alias, &context.messages)

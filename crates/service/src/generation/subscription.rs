@@ -115,6 +115,15 @@ impl Subscription {
         Self { source: Source::Replay(events.into()), last: 0 }
     }
 
+    /// How long the provider took to give the reply's first text (or all of it, once it ended), when
+    /// the reply is generated here.
+    pub fn upstream(&self) -> Option<Duration> {
+        match &self.source {
+            Source::Live { generation, .. } => generation.upstream(),
+            Source::Replay(_) | Source::Poll(_) => None,
+        }
+    }
+
     /// The events available after the last one handed out, waiting until there is at least one;
     /// `None` once the ending has been handed out. Cancel-safe: dropping the future loses nothing.
     pub async fn next_batch(&mut self) -> Option<Vec<NumberedEvent>> {
