@@ -188,6 +188,29 @@ async fn missing_fields_are_422_missing_each_with_its_location() {
 }
 
 #[tokio::test]
+async fn nul_characters_in_any_string_field_are_422_on_either_database() {
+    let server = TestServer::start().await;
+    let user = server.signup().await;
+    let chat = server.create_chat(&user, None).await["id"].as_str().unwrap().to_owned();
+    let bodies = [
+        ("/chat", format!(r#"{{"chat_id": "{chat}", "message": "a\u0000b"}}"#), "message"),
+        ("/chats", r#"{"title": "nul\u0000title"}"#.to_owned(), "title"),
+        ("/auth/login", r#"{"email": "a\u0000@example.com", "password": "password123"}"#.to_owned(), "email"),
+    ];
+    for (path, body, field) in bodies {
+        let answer = send(json_text(&server, Method::POST, path, &body).bearer_auth(&user.token)).await;
+        assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {}", answer.text);
+        let errors = validation_errors(&answer);
+        assert!(
+            errors.contains(&("string_pattern_mismatch".to_owned(), format!(r#"["body","{field}"]"#))),
+            "{errors:?}"
+        );
+    }
+    let (_, messages) = server.get(&format!("/chats/{chat}/messages"), Some(&user.token)).await;
+    assert_eq!(messages, json!([]), "nothing was stored");
+}
+
+#[tokio::test]
 async fn a_body_that_is_not_an_object_is_422() {
     let server = TestServer::start().await;
     let user = server.signup().await;

@@ -311,3 +311,25 @@ async fn health_command_says_whether_the_server_on_host_and_port_is_healthy() {
     let (status, output) = TestServer::run_command(&server.dir, &["health"], &[("PORT", &closed.to_string())]);
     assert!(!status.success(), "a closed port is not healthy: {output}");
 }
+
+#[test]
+fn servers_migrating_one_postgres_database_together_take_turns() {
+    if !on_postgres() {
+        // An SQLite file is migrated by its one server (it holds the file's lock).
+        return;
+    }
+    let dir = new_dir();
+    let runs: Vec<_> = (0..3)
+        .map(|_| {
+            let dir = Arc::clone(&dir);
+            std::thread::spawn(move || TestServer::run_command(&dir, &["migrate"], &[]))
+        })
+        .collect();
+    let mut applied = Vec::new();
+    for run in runs {
+        let (status, output) = run.join().expect("migrate thread");
+        assert!(status.success(), "a concurrent migrate failed:\n{output}");
+        applied.push(output.contains("applied=2"));
+    }
+    assert_eq!(applied.iter().filter(|&&a| a).count(), 1, "exactly one run applied the migrations");
+}

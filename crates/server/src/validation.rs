@@ -130,6 +130,12 @@ impl<'a> ObjectReader<'a> {
 
     fn string(&mut self, field: &str, value: &Value) -> Option<String> {
         match value {
+            // No database stores NUL in text (PostgreSQL refuses it): refused here, for every string.
+            Value::String(s) if s.contains('\0') => {
+                let msg = "String should not contain NUL characters (\\u0000)";
+                self.errors.push(FieldError::new("string_pattern_mismatch", &["body", field], msg));
+                None
+            }
             Value::String(s) => Some(s.clone()),
             _ => {
                 self.errors.push(FieldError::new("string_type", &["body", field], "Input should be a valid string"));

@@ -92,25 +92,22 @@ impl ChatService {
         if self.db.is_exclusive() {
             return Ok(false);
         }
-        let generating = self
-            .db
-            .run(move |c| {
-                let ids = messages::generating_in(c, chat_id)?;
-                Ok((messages::request_cancel(c, chat_id)?, ids))
-            })
-            .await?;
-        let (true, ids) = generating else { return Ok(false) };
+        let Some(id) = self.db.run(move |c| messages::request_cancel(c, chat_id)).await? else {
+            return Ok(false);
+        };
         let deadline = tokio::time::Instant::now() + CANCEL_WAIT;
-        for id in ids {
-            while tokio::time::Instant::now() < deadline {
-                let status = self.db.run(move |c| messages::status_of(c, id)).await?;
-                if status != Some(MessageStatus::Generating) {
-                    break;
+        loop {
+            let status = self.db.run(move |c| messages::status_of(c, id)).await?;
+            match status {
+                Some(MessageStatus::Generating) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(self.generations.flush_interval() / 4).await;
                 }
-                tokio::time::sleep(self.generations.flush_interval() / 4).await;
+                // Still generating at the deadline: its server is slow or gone; the stop stays asked for.
+                Some(MessageStatus::Generating) => return Ok(true),
+                Some(MessageStatus::Cancelled) | None => return Ok(true),
+                Some(_) => return Ok(false),
             }
         }
-        Ok(true)
     }
 
     /// Marks replies left `generating` by a previous run (a crash) as `interrupted`: all of them on a

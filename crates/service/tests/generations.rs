@@ -402,3 +402,34 @@ async fn on_a_shared_database_only_replies_past_their_lease_are_recovered() {
         [("abandoned".to_owned(), MessageStatus::Interrupted), ("live".to_owned(), MessageStatus::Generating)]
     );
 }
+
+#[tokio::test]
+async fn a_reply_another_server_took_for_abandoned_runs_on_and_is_stored_as_it_ends() {
+    let s = setup().await;
+    let pipe = s.provider.next_answer();
+    let started = s.svc.send_message(s.user, &s.chat, "Hi".into(), "fast").await.unwrap();
+    pipe.send(text("still ")).unwrap();
+    // Another server's sweep, with a clock far ahead, marks the live reply interrupted.
+    let ahead = now_utc() + chrono::Duration::hours(1);
+    s.svc.database().with_connection(|c| messages::interrupt_generating(c, ahead, Some(ahead))).unwrap();
+    assert_eq!(stored_when(&s, |m| m.len() == 2).await[1].status, MessageStatus::Interrupted);
+    // No condition to poll for: the flushes that could wrongly stop it get a chance to run.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    pipe.send(text("alive")).unwrap();
+    drop(pipe);
+    let reply = started.whole().await.unwrap();
+    assert_eq!((reply.content.as_str(), reply.status), ("still alive", MessageStatus::Complete));
+    assert_eq!(stored(&s)[1].status, MessageStatus::Complete, "the final write tells how it really ended");
+    assert_eq!(s.provider.closed_early.load(Ordering::SeqCst), 0, "the provider was not cut off");
+}
+
+#[tokio::test]
+async fn nul_characters_from_a_model_are_stored_as_replacement_characters() {
+    let s = setup().await;
+    let pipe = s.provider.next_answer();
+    pipe.send(text("a\0b")).unwrap();
+    drop(pipe);
+    let reply = s.svc.send_message(s.user, &s.chat, "Hi".into(), "fast").await.unwrap().whole().await.unwrap();
+    assert_eq!(reply.content, "a\u{FFFD}b");
+    assert_eq!(stored(&s)[1].content, "a\u{FFFD}b");
+}

@@ -161,8 +161,10 @@ pub fn insert_messages(conn: &mut DbConnection, batch: Vec<NewMessage>) -> Resul
         for message in batch {
             let chat_id = message.chat_id.to_string();
             let at = message.created_at;
-            let id = insert_returning_id(conn, message)?;
+            // The chat row first, then its messages: the order a chat's deletion takes its locks in,
+            // so that the two cannot deadlock on PostgreSQL.
             diesel::update(chats::table.find(&chat_id)).set(chats::updated_at.eq(at)).execute(conn)?;
+            let id = insert_returning_id(conn, message)?;
             stored.push(messages::table.find(id).select(Message::as_select()).first(conn)?);
         }
         Ok(stored)
@@ -230,6 +232,13 @@ pub fn save_progress(
 /// the reply is gone (its chat was deleted, or a regeneration replaced it).
 pub fn finish_reply(conn: &mut DbConnection, id: i64, reply: FinishedReply) -> Result<bool, StorageError> {
     conn.transaction(|conn| {
+        // The chat row first, then the message: the lock order of a chat's deletion (no deadlock on
+        // PostgreSQL). A write as the first statement: on SQLite a transaction that reads first may not
+        // write once another connection has (SQLITE_BUSY_SNAPSHOT, which no busy timeout waits out).
+        let chat_of_reply = messages::table.filter(messages::id.eq(id)).select(messages::chat_id);
+        diesel::update(chats::table.filter(chats::id.eq_any(chat_of_reply)))
+            .set(chats::updated_at.eq(reply.at))
+            .execute(conn)?;
         let updated = diesel::update(messages::table.filter(messages::id.eq(id)))
             .set((
                 messages::status.eq(reply.status.as_str()),
@@ -245,12 +254,7 @@ pub fn finish_reply(conn: &mut DbConnection, id: i64, reply: FinishedReply) -> R
                 messages::updated_at.eq(reply.at),
             ))
             .execute(conn)?;
-        if updated == 0 {
-            return Ok(false);
-        }
-        let chat: String = messages::table.find(id).select(messages::chat_id).first(conn)?;
-        diesel::update(chats::table.find(chat)).set(chats::updated_at.eq(reply.at)).execute(conn)?;
-        Ok(true)
+        Ok(updated > 0)
     })
 }
 
@@ -275,34 +279,28 @@ pub fn delete_between(
     .execute(conn)?)
 }
 
-/// Asks the server generating the chat's reply to stop it (when it is another one). Returns whether a
-/// reply was generating.
-pub fn request_cancel(conn: &mut DbConnection, chat_id: ChatId) -> Result<bool, StorageError> {
-    let updated = diesel::update(
-        messages::table
+/// Asks the server generating the chat's reply to stop it (when it is another one). Returns the id of
+/// the reply asked, if one was generating.
+pub fn request_cancel(conn: &mut DbConnection, chat_id: ChatId) -> Result<Option<i64>, StorageError> {
+    conn.transaction(|conn| {
+        let generating: Option<i64> = messages::table
             .filter(messages::chat_id.eq(chat_id.to_string()))
-            .filter(messages::status.eq(MessageStatus::Generating.as_str())),
-    )
-    .set(messages::cancel_requested.eq(true))
-    .execute(conn)?;
-    Ok(updated > 0)
+            .filter(messages::status.eq(MessageStatus::Generating.as_str()))
+            .select(messages::id)
+            .first(conn)
+            .optional()?;
+        let Some(id) = generating else { return Ok(None) };
+        diesel::update(messages::table.find(id)).set(messages::cancel_requested.eq(true)).execute(conn)?;
+        Ok(Some(id))
+    })
 }
 
-/// The ids of the chat's replies being generated (one at most).
-pub fn generating_in(conn: &mut DbConnection, chat_id: ChatId) -> Result<Vec<i64>, StorageError> {
-    Ok(messages::table
-        .filter(messages::chat_id.eq(chat_id.to_string()))
-        .filter(messages::status.eq(MessageStatus::Generating.as_str()))
-        .select(messages::id)
-        .load(conn)?)
-}
-
-/// Of the replies `ids` (running here), those still wanted: stored, `generating`, and with no stop
-/// asked for. The others were deleted with their chat or stopped from another server.
+/// Of the replies `ids` (running here), those still wanted: stored, and with no stop asked for. The
+/// others were deleted with their chat or stopped from another server. (One another server took for
+/// abandoned is still wanted: its final write will tell how it really ended.)
 pub fn still_wanted(conn: &mut DbConnection, ids: &[i64]) -> Result<Vec<i64>, StorageError> {
     Ok(messages::table
         .filter(messages::id.eq_any(ids))
-        .filter(messages::status.eq(MessageStatus::Generating.as_str()))
         .filter(messages::cancel_requested.eq(false))
         .select(messages::id)
         .load(conn)?)

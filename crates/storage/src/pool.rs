@@ -184,6 +184,8 @@ impl Database {
         manager.connect().map_err(|err| open_error(connect_reason(&err)))?;
         let pool = Pool::builder()
             .max_size(options.max_connections)
+            // Connections open as load needs them: a server at rest holds two, not the whole pool.
+            .min_idle(Some(options.max_connections.min(2)))
             .connection_timeout(options.acquire_timeout)
             .build(manager)
             .map_err(|err| open_error(err.to_string()))?;

@@ -94,7 +94,8 @@ impl fmt::Display for DatabaseLocation {
 /// A libpq URL fit for logs: a password in it is replaced by `***`.
 fn without_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
-    let (authority, tail) = rest.split_once('/').map_or((rest, None), |(a, t)| (a, Some(t)));
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = (&rest[..end], rest[end..].strip_prefix('/'));
     let authority = match authority.rsplit_once('@') {
         Some((credentials, host)) => match credentials.split_once(':') {
             Some((user, _password)) => format!("{user}:***@{host}"),
@@ -149,6 +150,8 @@ mod tests {
         assert_eq!(shown, "postgres postgres://chat:***@db.internal:5432/ai_chat");
         assert_eq!(location.file_name(), "ai_chat");
         assert!(DatabaseLocation::parse("postgresql://localhost/x").is_ok());
+        let no_path = DatabaseLocation::parse("postgres://chat@127.0.0.1:1?password=hunter2").unwrap();
+        assert_eq!(no_path.to_string(), "postgres postgres://chat@127.0.0.1:1");
         assert!(DatabaseLocation::parse("postgres://").is_err());
     }
 

@@ -32,14 +32,18 @@ impl Shared {
         let heartbeat = self.heartbeat_due();
         let alive: Vec<i64> = if heartbeat { self.running_ids(&progress) } else { Vec::new() };
         if !progress.is_empty() || !alive.is_empty() {
-            let count = progress.len();
             let at = now_utc();
-            if let Err(err) = self.db.run(move |c| messages::save_progress(c, &progress, &alive, at)).await {
-                tracing::error!(error = %err, replies = count, "could not write the progress of running replies");
-                // Written at the next flush instead (or by their final write).
-                for generation in dirty {
-                    generation.mark_dirty();
-                    self.dirty.lock().unwrap_or_else(PoisonError::into_inner).push(generation);
+            let (batch, others) = (progress.clone(), alive.clone());
+            match self.db.run(move |c| messages::save_progress(c, &batch, &others, at)).await {
+                Ok(()) => {
+                    if heartbeat {
+                        self.heartbeat_written();
+                    }
+                }
+                // One reply the database refuses must not hold back the others: each alone.
+                Err(err) => {
+                    tracing::error!(error = %err, replies = progress.len(), "could not write running replies together");
+                    self.write_one_by_one(&dirty, progress, alive, heartbeat).await;
                 }
             }
         }
@@ -79,14 +83,42 @@ impl Shared {
         }
     }
 
+    /// Writes each reply's progress in its own statement, and the heartbeat apart; what still fails is
+    /// marked to be written at the next flush (or by its final write).
+    async fn write_one_by_one(
+        &self,
+        dirty: &[Arc<Generation>],
+        progress: Vec<(i64, String)>,
+        alive: Vec<i64>,
+        heartbeat: bool,
+    ) {
+        let at = now_utc();
+        for (id, content) in progress {
+            let one = [(id, content)];
+            if let Err(err) = self.db.run(move |c| messages::save_progress(c, &one, &[], at)).await {
+                tracing::error!(error = %err, message_id = id, "could not write a running reply's progress");
+                if let Some(generation) = dirty.iter().find(|g| g.message_id() == id) {
+                    generation.mark_dirty();
+                    self.dirty.lock().unwrap_or_else(PoisonError::into_inner).push(Arc::clone(generation));
+                }
+            }
+        }
+        if heartbeat {
+            match self.db.run(move |c| messages::save_progress(c, &[], &alive, at)).await {
+                Ok(()) => self.heartbeat_written(),
+                Err(err) => tracing::error!(error = %err, "could not mark running replies alive"),
+            }
+        }
+    }
+
     /// Whether a third of the lease has passed since running replies were last marked alive.
     fn heartbeat_due(&self) -> bool {
-        let mut last = self.last_heartbeat.lock().unwrap_or_else(PoisonError::into_inner);
-        let due = last.elapsed() >= self.settings.lease / 3;
-        if due {
-            *last = Instant::now();
-        }
-        due
+        self.last_heartbeat.lock().unwrap_or_else(PoisonError::into_inner).elapsed() >= self.settings.lease / 3
+    }
+
+    /// Running replies were marked alive now: the next heartbeat is due a third of the lease later.
+    fn heartbeat_written(&self) {
+        *self.last_heartbeat.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
     }
 
     /// The message ids of the replies running here, but those in `written`.

@@ -83,7 +83,12 @@ impl Generation {
         }
         {
             let mut state = self.state();
-            state.text.push_str(piece);
+            // PostgreSQL's text cannot hold NUL; a model that sends one gets the replacement character.
+            if piece.contains('\0') {
+                state.text.push_str(&piece.replace('\0', "\u{FFFD}"));
+            } else {
+                state.text.push_str(piece);
+            }
             let end = u32::try_from(state.text.len()).unwrap_or(u32::MAX);
             state.ends.push(end);
         }

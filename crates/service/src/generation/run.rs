@@ -176,6 +176,8 @@ impl ChatService {
         let id = generation.message_id();
         if let Err(err) = self.db.run(move |c| messages::delete_message(c, id)).await {
             tracing::error!(error = %err, message_id = id, "could not remove the placeholder of a failed reply");
+            // Not left `generating` (which would hold the chat): stored as interrupted by the flusher.
+            self.generations.keep_unwritten(id, FinishedReply::interrupted(String::new(), now_utc()));
         }
         let failure = match &error {
             ServiceError::Provider { alias, error } => StreamFailure::Provider {
@@ -198,6 +200,7 @@ impl ChatService {
             let id = generation.message_id();
             if let Err(err) = self.db.run(move |c| messages::delete_message(c, id)).await {
                 tracing::error!(error = %err, message_id = id, "could not remove the placeholder of a stopped regeneration");
+                self.generations.keep_unwritten(id, FinishedReply::interrupted(String::new(), now_utc()));
             }
             generation.end(verdict.ending, verdict.status, verdict.error);
             return;
