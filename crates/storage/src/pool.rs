@@ -72,7 +72,6 @@ impl fmt::Debug for Database {
 
 /// Makes the pool's connections, of the backend the URL named (diesel's own multi-connection
 /// `establish` tries each backend and hides the real error).
-#[derive(Debug)]
 enum Manager {
     Sqlite { path: String, pragmas: String },
     Postgres { url: String },
@@ -96,6 +95,16 @@ impl Manager {
                 Manager::Sqlite { path: path.to_string_lossy().into_owned(), pragmas }
             }
             DatabaseLocation::Postgres(url) => Manager::Postgres { url: url.clone() },
+        }
+    }
+}
+
+/// The URL may carry a password: never shown.
+impl fmt::Debug for Manager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Manager::Sqlite { path, .. } => f.debug_struct("Sqlite").field("path", path).finish_non_exhaustive(),
+            Manager::Postgres { .. } => f.debug_struct("Postgres").finish_non_exhaustive(),
         }
     }
 }

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use crate::StorageError;
 
-/// Where the database lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where the database lives. `Debug` and `Display` never show a password.
+#[derive(Clone, PartialEq, Eq)]
 pub enum DatabaseLocation {
     /// An SQLite file.
     SqliteFile(PathBuf),
@@ -82,6 +82,15 @@ impl DatabaseLocation {
     }
 }
 
+impl fmt::Debug for DatabaseLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DatabaseLocation::SqliteFile(path) => f.debug_tuple("SqliteFile").field(path).finish(),
+            DatabaseLocation::Postgres(url) => f.debug_tuple("Postgres").field(&without_password(url)).finish(),
+        }
+    }
+}
+
 impl fmt::Display for DatabaseLocation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -148,6 +157,7 @@ mod tests {
         assert_eq!(location, DatabaseLocation::Postgres(url.to_owned()));
         let shown = location.to_string();
         assert_eq!(shown, "postgres postgres://chat:***@db.internal:5432/ai_chat");
+        assert!(!format!("{location:?}").contains("s3cret"), "{location:?}");
         assert_eq!(location.file_name(), "ai_chat");
         assert!(DatabaseLocation::parse("postgresql://localhost/x").is_ok());
         let no_path = DatabaseLocation::parse("postgres://chat@127.0.0.1:1?password=hunter2").unwrap();

@@ -71,13 +71,28 @@ pub struct ServerSettings {
     pub shutdown_timeout: Duration,
 }
 
-#[derive(Debug, Clone)]
+/// `Debug` shows the URL's location without its password.
+#[derive(Clone)]
 pub struct DatabaseSettings {
     pub url: String,
     pub max_connections: u32,
     pub acquire_timeout: Duration,
     pub busy_timeout: Duration,
     pub sqlite_synchronous: SqliteSynchronous,
+}
+
+impl std::fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let location = chat_storage::DatabaseLocation::parse(&self.url)
+            .map_or_else(|_| "<invalid>".to_owned(), |location| location.to_string());
+        f.debug_struct("DatabaseSettings")
+            .field("url", &location)
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("busy_timeout", &self.busy_timeout)
+            .field("sqlite_synchronous", &self.sqlite_synchronous)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone)]

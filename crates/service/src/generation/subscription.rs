@@ -40,7 +40,12 @@ struct Poll {
     next_id: u64,
     every: Duration,
     over: bool,
+    /// Failed reads in a row.
+    failures: u32,
 }
+
+/// Failed reads in a row after which following through the database gives up.
+const POLL_RETRIES: u32 = 5;
 
 impl Poll {
     /// What changed since the last look, waiting `every` between looks; `None` once the ending was sent.
@@ -58,6 +63,7 @@ impl Poll {
             }
             match stored {
                 Ok(Some(message)) => {
+                    self.failures = 0;
                     if message.content.len() > self.sent && message.content.is_char_boundary(self.sent) {
                         events.push(StreamEvent::Delta(message.content[self.sent..].to_owned()));
                         self.sent = message.content.len();
@@ -72,6 +78,10 @@ impl Poll {
                     let ending = Ending::Done { finish_reason: CANCELLED.to_owned(), usage: Default::default() };
                     events.push(StreamEvent::End { message_id: id, ending });
                     self.over = true;
+                }
+                Err(err) if self.failures < POLL_RETRIES => {
+                    self.failures += 1;
+                    tracing::warn!(error = %err, message_id = id, "following a reply: the database did not answer; retrying");
                 }
                 Err(err) => {
                     tracing::error!(error = %err, message_id = id, "cannot follow a reply through the database");
@@ -106,7 +116,8 @@ impl Subscription {
     pub(crate) fn poll(db: Database, start: StreamStart, every: Duration) -> Self {
         let chat_id = start.chat_id;
         let message_id = start.message_id;
-        let poll = Poll { db, chat_id, message_id, start: Some(start), sent: 0, next_id: 0, every, over: false };
+        let poll =
+            Poll { db, chat_id, message_id, start: Some(start), sent: 0, next_id: 0, every, over: false, failures: 0 };
         Self { source: Source::Poll(poll), last: 0 }
     }
 
