@@ -7,7 +7,7 @@ use std::time::Instant;
 use futures_util::{StreamExt, stream};
 
 use crate::retry::RetryPolicy;
-use crate::{ChatMessage, ChatProvider, ChunkStream, Completion, CompletionRequest, ProviderError, StreamChunk};
+use crate::{ChatMessage, ChatProvider, ChunkStream, CompletionRequest, ProviderError, StreamChunk};
 
 /// One way to serve an alias: a provider and a model on it.
 #[derive(Clone)]
@@ -96,18 +96,6 @@ impl Router {
         self.aliases.iter().find(|a| a.name == name)
     }
 
-    /// The whole answer from the first target that gives one. It is gathered from a stream, so the
-    /// first-token timeout applies: a provider that hangs before answering is retried or fallen back
-    /// from within that time, not after the total timeout. Nothing has been shown to anyone yet, so a
-    /// failure at any point of the answer may be retried.
-    pub async fn complete(&self, alias: &Alias, messages: &[ChatMessage]) -> Result<Routed<Completion>, RouteError> {
-        attempt_all(alias, messages, |target, request| {
-            let provider = Arc::clone(&target.provider);
-            async move { gather(provider.stream(&request).await?).await }
-        })
-        .await
-    }
-
     /// A stream from the first target whose stream yields text: it begins with the first non-empty
     /// piece of text (and any usage or finish chunk that came before it). After that, failures are the
     /// caller's to report: text may already have been shown, so nothing is retried. A stream that ends
@@ -136,22 +124,6 @@ impl Router {
         })
         .await
     }
-}
-
-/// The text, usage and finish reason of a whole stream; an answer without text is unusable.
-async fn gather(mut chunks: ChunkStream) -> Result<Completion, ProviderError> {
-    let (mut text, mut usage, mut finish_reason) = (String::new(), None, None);
-    while let Some(chunk) = chunks.next().await {
-        match chunk? {
-            StreamChunk::Text(piece) => text.push_str(&piece),
-            StreamChunk::Usage(counted) => usage = Some(counted),
-            StreamChunk::Finish(reason) => finish_reason = Some(reason),
-        }
-    }
-    if text.is_empty() {
-        return Err(ProviderError::UnusableAnswer("the answer has no content".into()));
-    }
-    Ok(Completion { text, usage, finish_reason })
 }
 
 /// Tries each target in order, retrying each per the alias's policy, until one call succeeds.
@@ -223,7 +195,7 @@ mod tests {
     use futures_util::future::BoxFuture;
 
     use super::*;
-    use crate::{ChatRole, FinishReason};
+    use crate::{ChatRole, Completion, FinishReason};
 
     /// One scripted call: its chunks (an `Err` chunk after text is a mid-stream failure), or a failure.
     type Outcome = Result<Vec<Result<StreamChunk, ProviderError>>, ProviderError>;
@@ -304,6 +276,21 @@ mod tests {
         }
     }
 
+    /// The routed stream read whole: its text and finish reason, with what served it.
+    async fn whole(a: &Alias) -> Result<Routed<(String, Option<FinishReason>)>, RouteError> {
+        let routed = Router::new(vec![a.clone()]).stream(a, &hello()).await?;
+        let (mut text, mut finish) = (String::new(), None);
+        let chunks: Vec<_> = routed.value.collect().await;
+        for chunk in chunks {
+            match chunk {
+                Ok(StreamChunk::Text(piece)) => text.push_str(&piece),
+                Ok(StreamChunk::Finish(reason)) => finish = Some(reason),
+                Ok(StreamChunk::Usage(_)) | Err(_) => {}
+            }
+        }
+        Ok(Routed { value: (text, finish), provider: routed.provider, model: routed.model, attempts: routed.attempts })
+    }
+
     fn hello() -> Vec<ChatMessage> {
         vec![ChatMessage::new(ChatRole::User, "hi")]
     }
@@ -317,8 +304,8 @@ mod tests {
         let p =
             Scripted::new("a", vec![Err(server_error()), Err(ProviderError::Unreachable("reset".into())), text("ok")]);
         let a = alias(vec![Arc::clone(&p)], 2);
-        let routed = Router::new(vec![a.clone()]).complete(&a, &hello()).await.unwrap();
-        assert_eq!((routed.value.text.as_str(), routed.attempts, routed.provider.as_str()), ("ok", 3, "a"));
+        let routed = whole(&a).await.unwrap();
+        assert_eq!((routed.value.0.as_str(), routed.attempts, routed.provider.as_str()), ("ok", 3, "a"));
     }
 
     #[tokio::test]
@@ -326,7 +313,7 @@ mod tests {
         let first = Scripted::new("first", vec![Err(server_error()), Err(server_error())]);
         let second = Scripted::new("second", vec![text("from second")]);
         let a = alias(vec![Arc::clone(&first), Arc::clone(&second)], 1);
-        let routed = Router::new(vec![a.clone()]).complete(&a, &hello()).await.unwrap();
+        let routed = whole(&a).await.unwrap();
         assert_eq!(routed.provider, "second");
         assert_eq!((first.calls(), second.calls(), routed.attempts), (2, 1, 3));
     }
@@ -337,7 +324,7 @@ mod tests {
             Scripted::new("first", vec![Err(ProviderError::Upstream { status: 401, message: "bad key".into() })]);
         let second = Scripted::new("second", vec![text("ok")]);
         let a = alias(vec![Arc::clone(&first), Arc::clone(&second)], 3);
-        Router::new(vec![a.clone()]).complete(&a, &hello()).await.unwrap();
+        whole(&a).await.unwrap();
         assert_eq!(first.calls(), 1);
     }
 
@@ -346,37 +333,25 @@ mod tests {
         let p =
             Scripted::new("a", vec![Err(ProviderError::RateLimited { retry_after: Some(Duration::from_secs(30)) })]);
         let a = alias(vec![Arc::clone(&p)], 3);
-        let err = Router::new(vec![a.clone()]).complete(&a, &hello()).await.unwrap_err();
+        let err = whole(&a).await.unwrap_err();
         assert!(matches!(err.error, ProviderError::RateLimited { retry_after: Some(_) }));
         assert_eq!((p.calls(), err.provider.as_deref()), (1, Some("a")));
     }
 
     #[tokio::test]
-    async fn a_whole_answer_is_gathered_and_a_failure_midway_is_retried() {
-        let midway = Ok(vec![Ok(StreamChunk::Text("half".into())), Err(server_error())]);
-        let whole = Ok(vec![
-            Ok(StreamChunk::Text("Hel".into())),
-            Ok(StreamChunk::Text("lo".into())),
-            Ok(StreamChunk::Finish(FinishReason::Length)),
-        ]);
-        let p = Scripted::new("a", vec![midway, whole]);
-        let a = alias(vec![Arc::clone(&p)], 1);
-        let routed = Router::new(vec![a.clone()]).complete(&a, &hello()).await.unwrap();
-        assert_eq!(routed.value.text, "Hello");
-        assert_eq!(routed.value.finish_reason, Some(FinishReason::Length));
-        assert_eq!(p.calls(), 2);
-        // A stream with no text is unusable, and not retried.
+    async fn a_stream_without_text_is_unusable_and_not_retried() {
         let empty = Scripted::new("e", vec![Ok(vec![Ok(StreamChunk::Finish(FinishReason::Stop))])]);
-        let a = alias(vec![empty], 3);
-        let err = Router::new(vec![a.clone()]).complete(&a, &hello()).await.unwrap_err();
+        let a = alias(vec![Arc::clone(&empty)], 3);
+        let err = whole(&a).await.unwrap_err();
         assert!(matches!(err.error, ProviderError::UnusableAnswer(_)));
+        assert_eq!(empty.calls(), 1);
     }
 
     #[tokio::test]
     async fn every_target_unreachable_is_flagged() {
         let down = || Scripted::new("down", vec![Err(ProviderError::Unreachable("refused".into()))]);
         let a = alias(vec![down(), down()], 0);
-        let err = Router::new(vec![a.clone()]).complete(&a, &hello()).await.unwrap_err();
+        let err = whole(&a).await.unwrap_err();
         assert!(err.all_unreachable);
         assert_eq!(err.attempts, 2);
     }
@@ -384,7 +359,7 @@ mod tests {
     #[tokio::test]
     async fn an_alias_without_targets_is_not_configured() {
         let a = alias(Vec::new(), 0);
-        let err = Router::new(vec![a.clone()]).complete(&a, &hello()).await.unwrap_err();
+        let err = whole(&a).await.unwrap_err();
         assert!(matches!(err.error, ProviderError::NotConfigured));
         assert!(err.provider.is_none() && !err.all_unreachable);
     }

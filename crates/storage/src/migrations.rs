@@ -35,8 +35,3 @@ pub fn revert_all(conn: &mut DbConnection) -> Result<usize, StorageError> {
     };
     reverted.map_err(|err| StorageError::Migration(err.to_string()))
 }
-
-/// Applies every pending migration; returns how many ran. For `chat-server migrate` and tests.
-pub fn apply_pending(conn: &mut DbConnection) -> Result<usize, StorageError> {
-    run_pending(conn)
-}

@@ -35,7 +35,7 @@ fn up_down_up(db: &Database) {
     db.with_connection(|c| chat_storage::users::find_user_by_email(c, "nobody@example.com")).unwrap();
     assert_eq!(db.with_connection(migrations::revert_all).unwrap(), count);
     assert!(db.with_connection(|c| chat_storage::users::find_user_by_email(c, "x@example.com")).is_err());
-    assert_eq!(db.with_connection(migrations::apply_pending).unwrap(), count);
+    assert_eq!(db.migrate().unwrap(), count);
     db.with_connection(|c| chat_storage::users::find_user_by_email(c, "nobody@example.com")).unwrap();
 }
 

@@ -2,6 +2,7 @@
 //! retries final writes that failed and, on a shared database, stops replies wanted no more and
 //! recovers those of servers that died.
 
+use std::collections::HashSet;
 use std::sync::{Arc, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -74,6 +75,7 @@ impl Shared {
         let ids: Vec<i64> = running.iter().map(|g| g.message_id()).collect();
         match self.db.run(move |c| messages::still_wanted(c, &ids)).await {
             Ok(wanted) => {
+                let wanted: HashSet<i64> = wanted.into_iter().collect();
                 for generation in running.iter().filter(|g| !wanted.contains(&g.message_id())) {
                     tracing::info!(message_id = generation.message_id(), "a reply was stopped from another server");
                     generation.stop(StopReason::Cancel);
@@ -123,6 +125,8 @@ impl Shared {
 
     /// The message ids of the replies running here, but those in `written`.
     fn running_ids(&self, written: &[(i64, String)]) -> Vec<i64> {
+        // A set: with thousands of replies streaming, a scan per reply would be quadratic.
+        let written: HashSet<i64> = written.iter().map(|(id, _)| *id).collect();
         self.registry()
             .chats
             .values()
@@ -130,7 +134,7 @@ impl Shared {
                 Slot::Running(generation) if !generation.has_ended() => Some(generation.message_id()),
                 _ => None,
             })
-            .filter(|id| !written.iter().any(|(written, _)| written == id))
+            .filter(|id| !written.contains(id))
             .collect()
     }
 
