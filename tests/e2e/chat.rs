@@ -7,6 +7,7 @@ use reqwest::header::{HeaderMap, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+use crate::support::conversation::{messages, say, turns};
 use crate::support::llm::{GROQ_KEY, fast_alias, setup, start};
 use crate::support::{TestServer, TestUser};
 
@@ -16,26 +17,6 @@ const BUSY: &str = "A reply is already being generated in this chat";
 
 pub(crate) async fn ask(server: &TestServer, user: &TestUser, body: Value) -> (StatusCode, HeaderMap, Value) {
     server.call(Method::POST, "/chat", Some(&user.token), Some(body)).await
-}
-
-/// Sends `text` to `chat` with the default model.
-pub(crate) async fn say(server: &TestServer, user: &TestUser, chat: &str, text: &str) -> (StatusCode, Value) {
-    let (status, _, body) = ask(server, user, json!({"chat_id": chat, "message": text})).await;
-    (status, body)
-}
-
-pub(crate) async fn messages(server: &TestServer, user: &TestUser, chat: &str) -> Vec<Value> {
-    let (status, body) = server.get(&format!("/chats/{chat}/messages"), Some(&user.token)).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body.as_array().expect("messages list").clone()
-}
-
-/// `(role, content)` of each message (stored messages, or those sent to a provider).
-pub(crate) fn turns(messages: &[Value]) -> Vec<(String, String)> {
-    messages
-        .iter()
-        .map(|m| (m["role"].as_str().unwrap().to_owned(), m["content"].as_str().unwrap().to_owned()))
-        .collect()
 }
 
 /// The messages of the last provider request.

@@ -8,7 +8,8 @@ use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde_json::json;
 
-use crate::chat::{WAIT, ask, assert_logs_clean, messages, say, turns};
+use crate::chat::{WAIT, ask, assert_logs_clean};
+use crate::support::conversation::{messages, say, turns};
 use crate::support::llm::{GROQ_KEY, TOTAL_TIMEOUT, fast_alias, setup, start};
 use crate::support::{TestServer, TestUser};
 

@@ -8,8 +8,11 @@ use mock_llm::{MockLlm, RecordedRequest};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+use crate::support::conversation::{
+    cancel, messages, pair, read_deltas, say, settled, slow_reply, turns, wait_disconnected, words,
+};
 use crate::support::llm::{GROQ_KEY, fast_alias, setup};
-use crate::support::sse::{self, EventStream, SseEvent, names, text_of};
+use crate::support::sse::{self, names, text_of};
 use crate::support::{TestDir, TestServer, TestUser};
 
 const BUSY: &str = "A reply is already being generated in this chat";
@@ -18,82 +21,15 @@ const SLOW: (&str, &str) = ("LLM_TOTAL_TIMEOUT_MS", "60000");
 /// How long to wait for something that should happen at once (a state reached, a request recorded).
 const WAIT: Duration = Duration::from_secs(10);
 
-/// `count` distinct words, so that any prefix of the text tells how far it got.
-fn words(count: usize) -> String {
-    (1..=count).map(|i| format!("word{i:02}")).collect::<Vec<_>>().join(" ")
-}
-
-/// A reply streamed at `tokens_per_second`, a word per token.
-fn slow_reply(text: &str, tokens_per_second: u32) -> Value {
-    json!({"kind": "reply", "text": text, "tokens_per_second": tokens_per_second})
-}
-
-async fn say(server: &TestServer, user: &TestUser, chat: &str, text: &str) -> (StatusCode, Value) {
-    server.post("/chat", Some(&user.token), json!({"chat_id": chat, "message": text})).await
-}
-
 async fn regenerate(server: &TestServer, user: &TestUser, chat: &str, body: Option<Value>) -> (StatusCode, Value) {
     let (status, _, body) =
         server.call(Method::POST, &format!("/chats/{chat}/regenerate"), Some(&user.token), body).await;
     (status, body)
 }
 
-async fn cancel(server: &TestServer, user: &TestUser, chat: &str) -> (StatusCode, Value) {
-    let (status, _, body) = server.call(Method::POST, &format!("/chats/{chat}/cancel"), Some(&user.token), None).await;
-    (status, body)
-}
-
-async fn messages(server: &TestServer, user: &TestUser, chat: &str) -> Vec<Value> {
-    let (status, body) = server.get(&format!("/chats/{chat}/messages"), Some(&user.token)).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body.as_array().expect("messages list").clone()
-}
-
-/// The chat's messages once no reply in it is `generating` any more (polled, with a deadline).
-async fn settled(server: &TestServer, user: &TestUser, chat: &str) -> Vec<Value> {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let stored = messages(server, user, chat).await;
-        if !stored.iter().any(|m| m["status"] == "generating") {
-            return stored;
-        }
-        assert!(Instant::now() < deadline, "a reply stayed generating: {stored:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// `(role, content)` of each message (stored messages, or those sent to a provider).
-fn turns(messages: &[Value]) -> Vec<(String, String)> {
-    messages
-        .iter()
-        .map(|m| (m["role"].as_str().expect("role").to_owned(), m["content"].as_str().expect("content").to_owned()))
-        .collect()
-}
-
-fn pair(role: &str, content: &str) -> (String, String) {
-    (role.to_owned(), content.to_owned())
-}
-
 /// The messages a provider request carried.
 fn prompt_of(request: &RecordedRequest) -> Vec<(String, String)> {
     turns(request.body["messages"].as_array().expect("messages sent"))
-}
-
-/// Reads events until `count` deltas have come; fails on an ending before that.
-async fn read_deltas(stream: &mut EventStream, count: usize) -> Vec<SseEvent> {
-    let mut events = Vec::new();
-    while events.iter().filter(|e: &&SseEvent| e.event == "delta").count() < count {
-        let event = stream.next().await.unwrap_or_else(|| panic!("the stream ended early: {events:?}"));
-        assert!(event.event == "start" || event.event == "delta", "ended before {count} deltas: {event:?}");
-        events.push(event);
-    }
-    events
-}
-
-/// Waits until the provider request `index` was dropped by the server.
-async fn wait_disconnected(mock: &MockLlm, index: usize, within: Duration) {
-    let waited = mock.wait_for_requests(within, |r| r.get(index).is_some_and(|r| r.disconnected)).await;
-    assert!(waited.is_ok(), "the provider request was not closed within {within:?}: {:?}", mock.requests().await);
 }
 
 /// The environment of a server on `mock` (as `support::llm::start` builds it) with `extra` last, to start
@@ -159,7 +95,7 @@ async fn cancelling_a_streamed_reply_closes_the_provider_request_and_keeps_the_s
     assert!(streamed.len() < full.len() && full.starts_with(&streamed), "not cut short: {streamed:?}");
     wait_disconnected(&mock, 0, Duration::from_secs(1)).await;
 
-    let stored = settled(&server, &user, &chat).await;
+    let stored = settled(&server, &user, &chat, WAIT).await;
     assert_eq!(turns(&stored), [pair("user", "talk slowly"), pair("assistant", &streamed)]);
     assert_eq!(stored[1]["id"], last.data["message_id"]);
     assert_eq!((&stored[1]["status"], &stored[1]["finish_reason"]), (&json!("cancelled"), &json!("cancelled")));
@@ -192,7 +128,7 @@ async fn a_cancel_from_another_client_ends_a_waiting_non_streamed_reply_with_its
     let partial = reply["reply"].as_str().unwrap();
     assert!(partial.starts_with("word01 word02"), "less than was streamed: {reply}");
     assert!(partial.len() < full.len() && full.starts_with(partial), "not a partial reply: {reply}");
-    let stored = settled(&server, &user, &chat).await;
+    let stored = settled(&server, &user, &chat, WAIT).await;
     assert_eq!(turns(&stored)[1], pair("assistant", partial));
     assert_eq!((&stored[1]["id"], &stored[1]["status"]), (&reply["message_id"], &json!("cancelled")));
     wait_disconnected(&mock, 0, Duration::from_secs(1)).await;
@@ -219,7 +155,7 @@ async fn while_a_reply_is_generated_its_chat_refuses_messages_and_regenerations_
     assert_eq!(stream.next().await.map(|e| e.event), Some("delta".to_owned()));
 
     assert_eq!(cancel(&server, &user, &chat).await, (StatusCode::OK, json!({"cancelled": true})));
-    let stored = settled(&server, &user, &chat).await;
+    let stored = settled(&server, &user, &chat, WAIT).await;
     assert_eq!(stored.len(), 2, "a refused message was stored: {stored:?}");
     assert_eq!(stored[0]["content"], "first");
     assert_eq!(mock.requests().await.len(), 2, "a refused message reached the provider");

@@ -13,6 +13,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use crate::support::conversation::{
+    cancel, ids, message_id_of, messages, pair, read_deltas, say, settled, slow_reply, turns, wait_disconnected, words,
+};
 use crate::support::llm::GROQ_KEY;
 use crate::support::sse::{self, EventStream, SseEvent, names, text_of};
 use crate::support::{TestDir, TestServer, TestUser, on_postgres};
@@ -20,16 +23,6 @@ use crate::support::{TestDir, TestServer, TestUser, on_postgres};
 const BUSY: &str = "A reply is already being generated in this chat";
 /// How long to wait for something that should happen soon (a state reached, a request recorded).
 const WAIT: Duration = Duration::from_secs(10);
-
-/// `count` distinct words, so that any prefix of the text tells how far it got.
-fn words(count: usize) -> String {
-    (1..=count).map(|i| format!("word{i:02}")).collect::<Vec<_>>().join(" ")
-}
-
-/// A reply streamed at `tokens_per_second`, a word per token.
-fn slow_reply(text: &str, tokens_per_second: u32) -> Value {
-    json!({"kind": "reply", "text": text, "tokens_per_second": tokens_per_second})
-}
 
 /// A mock LLM and two servers on it sharing one fresh database (the same `TestDir`), with the same environment:
 /// text written every 100 ms (so a server follows another's reply quickly), slow replies not cut by the total
@@ -64,78 +57,11 @@ fn chat_id(chat: &Value) -> String {
     chat["id"].as_str().expect("chat id").to_owned()
 }
 
-async fn say(server: &TestServer, user: &TestUser, chat: &str, text: &str) -> (StatusCode, Value) {
-    server.post("/chat", Some(&user.token), json!({"chat_id": chat, "message": text})).await
-}
-
-async fn cancel(server: &TestServer, user: &TestUser, chat: &str) -> (StatusCode, Value) {
-    let (status, _, body) = server.call(Method::POST, &format!("/chats/{chat}/cancel"), Some(&user.token), None).await;
-    (status, body)
-}
-
-async fn messages(server: &TestServer, user: &TestUser, chat: &str) -> Vec<Value> {
-    let (status, body) = server.get(&format!("/chats/{chat}/messages"), Some(&user.token)).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body.as_array().expect("messages list").clone()
-}
-
-/// The chat's messages once none is `generating` any more (polled, with a deadline).
-async fn settled(server: &TestServer, user: &TestUser, chat: &str, within: Duration) -> Vec<Value> {
-    let deadline = Instant::now() + within;
-    loop {
-        let stored = messages(server, user, chat).await;
-        if !stored.iter().any(|m| m["status"] == "generating") {
-            return stored;
-        }
-        assert!(Instant::now() < deadline, "a reply stayed generating for {within:?}: {stored:?}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-/// `(role, content)` of each stored message.
-fn turns(messages: &[Value]) -> Vec<(String, String)> {
-    messages
-        .iter()
-        .map(|m| (m["role"].as_str().expect("role").to_owned(), m["content"].as_str().expect("content").to_owned()))
-        .collect()
-}
-
-fn pair(role: &str, content: &str) -> (String, String) {
-    (role.to_owned(), content.to_owned())
-}
-
-fn ids(events: &[SseEvent]) -> Vec<u64> {
-    events.iter().map(|e| e.id.expect("every event has an id")).collect()
-}
-
-/// The message id a stream's `start` announced.
-fn message_id_of(events: &[SseEvent]) -> i64 {
-    assert_eq!(events[0].event, "start", "{events:?}");
-    events[0].data["message_id"].as_i64().expect("message_id")
-}
-
-/// Reads events until `count` deltas have come; fails on an ending before that.
-async fn read_deltas(stream: &mut EventStream, count: usize) -> Vec<SseEvent> {
-    let mut events = Vec::new();
-    while events.iter().filter(|e: &&SseEvent| e.event == "delta").count() < count {
-        let event = stream.next().await.unwrap_or_else(|| panic!("the stream ended early: {events:?}"));
-        assert!(event.event == "start" || event.event == "delta", "ended before {count} deltas: {event:?}");
-        events.push(event);
-    }
-    events
-}
-
 /// The rest of a stream, which must end within `within` (not run on until the reply would have finished).
 async fn rest_within(stream: EventStream, within: Duration) -> Vec<SseEvent> {
     tokio::time::timeout(within, stream.collect())
         .await
         .unwrap_or_else(|_| panic!("the stream went on past {within:?}"))
-}
-
-/// Waits until the provider request `index` was dropped by the server that made it.
-async fn wait_disconnected(mock: &MockLlm, index: usize, within: Duration) {
-    let waited = mock.wait_for_requests(within, |r| r.get(index).is_some_and(|r| r.disconnected)).await;
-    assert!(waited.is_ok(), "the provider request was not closed within {within:?}: {:?}", mock.requests().await);
 }
 
 #[tokio::test]

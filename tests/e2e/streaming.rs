@@ -8,6 +8,7 @@ use reqwest::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+use crate::support::conversation::{ids, message_id_of, messages};
 use crate::support::llm::{GROQ_KEY, fast_alias, setup, start};
 use crate::support::sse::{self, SseEvent, names, text_of};
 use crate::support::{TestServer, TestUser};
@@ -18,12 +19,6 @@ const WAIT: Duration = Duration::from_secs(15);
 /// About thirty words: at twenty tokens a second, a reply that streams for about a second and a half.
 const SLOW_TEXT: &str = "The quick brown fox jumps over the lazy dog while the patient farmer counts his sheep \
                          one by one under a pale and quiet moon that hangs above the sleeping valley tonight";
-
-async fn messages(server: &TestServer, user: &TestUser, chat: &str) -> Vec<Value> {
-    let (status, body) = server.get(&format!("/chats/{chat}/messages"), Some(&user.token)).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body.as_array().expect("messages list").clone()
-}
 
 /// Polls the chat's messages until `message_id` is no longer `generating`; returns it.
 async fn wait_until_finished(server: &TestServer, user: &TestUser, chat: &str, message_id: i64) -> Value {
@@ -47,10 +42,6 @@ fn refused(opened: Result<sse::EventStream, (StatusCode, Value)>) -> (StatusCode
     }
 }
 
-fn ids(events: &[SseEvent]) -> Vec<u64> {
-    events.iter().map(|e| e.id.expect("every event has an id")).collect()
-}
-
 /// Checks a whole stream's shape: ids 1..n, `start` first, only `delta`s between, `ending` last.
 fn assert_whole_stream(events: &[SseEvent], ending: &str) {
     assert_eq!(ids(events), (1..=events.len() as u64).collect::<Vec<_>>(), "{events:?}");
@@ -59,12 +50,6 @@ fn assert_whole_stream(events: &[SseEvent], ending: &str) {
     assert_eq!(names[0], "start", "{events:?}");
     assert_eq!(names[names.len() - 1], ending, "{events:?}");
     assert!(names[1..names.len() - 1].iter().all(|n| *n == "delta"), "{events:?}");
-}
-
-/// The message id a stream's `start` announced.
-fn message_id_of(events: &[SseEvent]) -> i64 {
-    assert_eq!(events[0].event, "start", "{events:?}");
-    events[0].data["message_id"].as_i64().expect("message_id")
 }
 
 /// Sends `body` with `"stream": true` and expects a plain JSON `status`; returns the headers and the detail, and

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 
+pub mod conversation;
 pub mod llm;
 pub mod sse;
 use serde_json::{Value, json};
