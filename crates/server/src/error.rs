@@ -295,6 +295,7 @@ impl From<StorageError> for ApiError {
             | StorageError::InvalidUrl(_)
             | StorageError::Open { .. }
             | StorageError::Migration(_)
+            | StorageError::WriteFailed(_)
             | StorageError::TaskFailed(_) => ApiError::Internal(Box::new(err)),
         }
     }

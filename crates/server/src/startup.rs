@@ -171,11 +171,15 @@ impl Application {
             issuer: settings.auth.jwt_issuer.clone(),
             audience: settings.auth.jwt_audience.clone(),
         });
+        // By default hashing may take half the cores: a flood of logins slows logins, not chats.
         let hashes = match settings.auth.max_concurrent_hashes {
-            0 => cores(),
+            0 => (cores() / 2).max(1),
             n => n,
         };
         let hasher = PasswordHasher::new(settings.auth.bcrypt_cost, hashes)?;
+        // The blocking work is database calls (at most a pool's worth at once) and bounded hashing:
+        // threads beyond that would only queue, each holding its stack and allocator caches.
+        let blocking_threads = settings.database.max_connections as usize + hashes + 2;
 
         let built = llm_providers::registry::build(&settings.llm).map_err(StartupError::Models)?;
         for note in &built.notes {
@@ -218,6 +222,10 @@ impl Application {
             App::new().app_data(state.clone()).wrap(from_fn(request_context)).configure(routes::configure)
         })
         .workers(workers)
+        .worker_max_blocking_threads(blocking_threads)
+        // Streamed events are small writes: Nagle's algorithm would hold each one back for the
+        // client's delayed ACK.
+        .tcp_nodelay(true)
         // Signals are handled in `run_until_stopped`, so that running replies get their grace period
         // first; by then requests still in flight are short ones, given this long to finish.
         .disable_signals()

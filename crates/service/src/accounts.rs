@@ -24,7 +24,7 @@ impl ChatService {
             created_at: now,
             updated_at: now,
         };
-        match self.db.run(move |c| users::insert_user(c, new_user)).await {
+        match self.db.write(move |c| users::insert_user(c, new_user)).await {
             Ok(user) => Ok(user),
             // Two registrations raced; the database's unique index decided.
             Err(StorageError::UniqueViolation) => Err(ServiceError::EmailTaken),

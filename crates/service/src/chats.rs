@@ -38,7 +38,7 @@ impl ChatService {
             created_at: now,
             updated_at: now,
         };
-        let chat = self.db.run(move |c| chats::insert_chat(c, chat)).await?;
+        let chat = self.db.write(move |c| chats::insert_chat(c, chat)).await?;
         Ok(ChatSummary { chat, message_count: 0 })
     }
 
@@ -88,7 +88,7 @@ impl ChatService {
         let id = parse_chat_id(chat_id)?;
         let now = now_utc();
         self.db
-            .run(move |c| chats::rename_chat_for_user(c, id, user_id, title.as_str(), prompt, now))
+            .write(move |c| chats::rename_chat_for_user(c, id, user_id, title.as_str(), prompt, now))
             .await?
             .ok_or_else(|| not_found(chat_id))
     }
@@ -99,7 +99,7 @@ impl ChatService {
         let svc = self.clone();
         // Run to the end even if the caller goes away: rows deleted must mean the reply is stopped.
         let deleted = tokio::spawn(async move {
-            let deleted = svc.db.run(move |c| chats::delete_chat_for_user(c, id, user_id)).await?;
+            let deleted = svc.db.write(move |c| chats::delete_chat_for_user(c, id, user_id)).await?;
             if deleted {
                 // Stopped after the rows are gone, its final write finds nothing: its caller gets the
                 // chat's 404 and its listeners hear it was cancelled.

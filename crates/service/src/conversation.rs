@@ -11,7 +11,8 @@ use llm_providers::{ProviderError, Usage};
 
 use crate::chats::{not_found, parse_chat_id};
 use crate::context::{self, HistoryItem};
-use crate::generation::{Ending, Generation, Job, Reservation, StreamStart, Subscription};
+use crate::generation::{Ask, EarlyAsk, Ending, Generation, Job, Reservation, StreamStart, Subscription};
+use crate::tokens::TokenCounter;
 
 /// What a generation is launched with, once its rows are stored.
 struct Launch {
@@ -20,6 +21,8 @@ struct Launch {
     system: Option<(String, u32)>,
     prompt: (String, u32),
     replacing: bool,
+    /// The provider already asked, or the context to ask it with (a new message's reply).
+    ask: Option<Ask>,
 }
 use crate::{ChatService, ServiceError};
 
@@ -121,17 +124,24 @@ impl ChatService {
     ) -> Result<Started, ServiceError> {
         let alias = self.alias(alias)?;
         let id = parse_chat_id(chat_id)?;
-        let chat =
-            self.db.run(move |c| chats::find_chat_for_user(c, id, user_id)).await?.ok_or_else(|| not_found(chat_id))?;
+        let servable = !alias.targets.is_empty();
+        let budget = alias.prompt_budget();
+        // The chat and its history in one read: no reply can be added meanwhile, as the chat's slot
+        // is reserved before anything is stored.
+        let counter = self.counter.clone();
+        let (chat, history) = self
+            .db
+            .run(move |c| {
+                let Some(chat) = chats::find_chat_for_user(c, id, user_id)? else { return Ok(None) };
+                let history = if servable { read_history(c, &counter, id, i64::MAX, budget)? } else { Vec::new() };
+                Ok(Some((chat, history)))
+            })
+            .await?
+            .ok_or_else(|| not_found(chat_id))?;
         let reservation = self.generations.reserve(id)?;
 
         let system = self.system_prompt(chat.system_prompt);
         let new_tokens = self.tokens_of(&text);
-        let servable = !alias.targets.is_empty();
-        if servable {
-            // Refuse a message too large for the model before storing it.
-            fits(&system, new_tokens, &alias)?;
-        }
         let now = now_utc();
         let mut user_message = NewMessage::plain(id, Role::User, text.clone(), now);
         user_message.content_tokens = Some(i32::try_from(new_tokens).unwrap_or(i32::MAX));
@@ -140,8 +150,22 @@ impl ChatService {
             self.store(chat_id, move |c| messages::insert_message(c, user_message)).await?;
             return Err(not_configured(&alias));
         }
+        // Refuse a message too large for the model before storing it.
+        let system_ref = system.as_ref().map(|(prompt, tokens)| (prompt.as_str(), *tokens));
+        let context = context::build(system_ref, (text.as_str(), new_tokens), history, budget)
+            .map_err(ServiceError::MessageTooLarge)?;
+        // When this process alone decides which chats are busy (it holds the SQLite file), the reservation
+        // above stands and the provider is asked now, while the rows are being committed: the commit hides
+        // behind the first token instead of adding to it. On a shared database the insert may still be
+        // refused (another server's reply), so the provider is asked only once the rows are stored.
+        let ask = if self.db.is_exclusive() {
+            Ask::Started(EarlyAsk::start(self.router.clone(), alias.clone(), context))
+        } else {
+            Ask::Ready(context)
+        };
         let reply = placeholder(id, &alias, now);
-        let launch = Launch { reservation, alias, system, prompt: (text, new_tokens), replacing: false };
+        let launch =
+            Launch { reservation, alias, system, prompt: (text, new_tokens), replacing: false, ask: Some(ask) };
         self.store_and_launch(chat_id, launch, move |c| {
             messages::insert_pair(c, user_message, reply).map(|(question, reply)| (question.id, reply))
         })
@@ -186,7 +210,14 @@ impl ChatService {
         fits(&system, tokens, &alias)?;
         let question_id = question.id;
         let reply = placeholder(id, &alias, now_utc());
-        let launch = Launch { reservation, alias, system, prompt: (question.content.clone(), tokens), replacing: true };
+        let launch = Launch {
+            reservation,
+            alias,
+            system,
+            prompt: (question.content.clone(), tokens),
+            replacing: true,
+            ask: None,
+        };
         self.store_and_launch(chat_id, launch, move |c| {
             let reply = messages::insert_message(c, reply)?;
             Ok((question_id, reply))
@@ -208,7 +239,7 @@ impl ChatService {
         let chat = chat_id.to_owned();
         tokio::spawn(async move {
             let (question, reply) = svc.store(&chat, insert).await?;
-            let Launch { reservation, alias, system, prompt, replacing } = launch;
+            let Launch { reservation, alias, system, prompt, replacing, ask } = launch;
             let start = StreamStart {
                 chat_id: reply.chat_id,
                 user_message_id: question,
@@ -216,7 +247,7 @@ impl ChatService {
                 model: alias.name.clone(),
             };
             let generation = Arc::new(Generation::new(start));
-            let job = Job { generation: Arc::clone(&generation), alias, system, prompt, replacing };
+            let job = Job { generation: Arc::clone(&generation), alias, system, prompt, replacing, ask };
             svc.generations.launch(reservation, Arc::clone(&generation), svc.clone().generate(job));
             Ok(Started { generation })
         })
@@ -238,7 +269,7 @@ impl ChatService {
         chat_id: &str,
         insert: impl FnOnce(&mut DbConnection) -> Result<T, StorageError> + Send + 'static,
     ) -> Result<T, ServiceError> {
-        match self.db.run(insert).await {
+        match self.db.write(insert).await {
             Err(StorageError::ForeignKeyViolation) => Err(not_found(chat_id)),
             // Another server is generating a reply in this chat: the database's unique index says so.
             Err(StorageError::UniqueViolation) => Err(ServiceError::GenerationInProgress),
@@ -250,37 +281,46 @@ impl ChatService {
         self.counter.count(text)
     }
 
-    /// Messages older than `before_id`, newest first, read page by page until `budget` tokens are
-    /// covered (so a 10,000-message chat costs one or two small queries).
+    /// Messages older than `before_id`, newest first, as far as `budget` tokens reach (one hop to the
+    /// database, however many pages).
     pub(crate) async fn history_before(
         &self,
         chat_id: ChatId,
         before_id: i64,
         budget: u32,
     ) -> Result<Vec<HistoryItem>, ServiceError> {
-        let mut items = Vec::new();
-        let mut covered: u64 = 0;
-        let mut cursor = before_id;
-        loop {
-            let page = self.db.run(move |c| messages::list_recent_messages(c, chat_id, cursor, HISTORY_PAGE)).await?;
-            let full_page = page.len() as i64 == HISTORY_PAGE;
-            for message in page {
-                cursor = message.id;
-                let tokens = match message.content_tokens {
-                    Some(stored) => u32::try_from(stored).unwrap_or(0),
-                    None => self.tokens_of(&message.content),
-                };
-                covered += u64::from(tokens);
-                items.push(HistoryItem {
-                    role: message.role,
-                    status: message.status,
-                    content: message.content,
-                    tokens,
-                });
-            }
-            if !full_page || covered > u64::from(budget) {
-                return Ok(items);
-            }
+        let counter = self.counter.clone();
+        Ok(self.db.run(move |c| read_history(c, &counter, chat_id, before_id, budget)).await?)
+    }
+}
+
+/// Messages older than `before_id`, newest first, read page by page until `budget` tokens are covered
+/// (so a 10,000-message chat costs one or two small queries). Tokens are stored with each message;
+/// only rows stored without them are counted here.
+fn read_history(
+    conn: &mut DbConnection,
+    counter: &TokenCounter,
+    chat_id: ChatId,
+    before_id: i64,
+    budget: u32,
+) -> Result<Vec<HistoryItem>, StorageError> {
+    let mut items = Vec::new();
+    let mut covered: u64 = 0;
+    let mut cursor = before_id;
+    loop {
+        let page = messages::list_recent_messages(conn, chat_id, cursor, HISTORY_PAGE)?;
+        let full_page = page.len() as i64 == HISTORY_PAGE;
+        for message in page {
+            cursor = message.id;
+            let tokens = match message.content_tokens {
+                Some(stored) => u32::try_from(stored).unwrap_or(0),
+                None => counter.count(&message.content),
+            };
+            covered += u64::from(tokens);
+            items.push(HistoryItem { role: message.role, status: message.status, content: message.content, tokens });
+        }
+        if !full_page || covered > u64::from(budget) {
+            return Ok(items);
         }
     }
 }

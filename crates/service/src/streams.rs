@@ -92,7 +92,7 @@ impl ChatService {
         if self.db.is_exclusive() {
             return Ok(false);
         }
-        let Some(id) = self.db.run(move |c| messages::request_cancel(c, chat_id)).await? else {
+        let Some(id) = self.db.write(move |c| messages::request_cancel(c, chat_id)).await? else {
             return Ok(false);
         };
         let deadline = tokio::time::Instant::now() + CANCEL_WAIT;

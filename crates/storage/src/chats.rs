@@ -6,7 +6,7 @@ use chat_domain::{ChatId, UserId};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use crate::schema::{chats, messages};
+use crate::schema::{chats, messages, users};
 use crate::{DbConnection, StorageError};
 
 /// A stored chat.
@@ -52,8 +52,10 @@ pub struct NewChat {
 
 pub fn insert_chat(conn: &mut DbConnection, chat: NewChat) -> Result<Chat, StorageError> {
     let id = chat.id;
+    let owner = chat.user_id.to_string();
     conn.transaction(|conn| {
         diesel::insert_into(chats::table).values(chat).execute(conn)?;
+        diesel::update(users::table.find(owner)).set(users::chat_count.eq(users::chat_count + 1)).execute(conn)?;
         Ok(chats::table.find(id.to_string()).select(Chat::as_select()).first(conn)?)
     })
 }
@@ -100,7 +102,7 @@ pub fn list_chats_for_user(
         .offset(offset)
         .select(Chat::as_select())
         .load(conn)?;
-    let total = chats::table.filter(chats::user_id.eq(&owner)).count().get_result(conn)?;
+    let total = users::table.find(&owner).select(users::chat_count).first(conn).optional()?.unwrap_or(0);
     let mut counts = message_counts(conn, &page)?;
     let chats = page
         .into_iter()
@@ -163,9 +165,14 @@ pub fn rename_chat_for_user(
 
 /// Deletes the chat and (by cascade) its messages; `false` when the chat is not the user's.
 pub fn delete_chat_for_user(conn: &mut DbConnection, chat_id: ChatId, user_id: UserId) -> Result<bool, StorageError> {
-    let deleted = diesel::delete(
-        chats::table.filter(chats::id.eq(chat_id.to_string())).filter(chats::user_id.eq(user_id.to_string())),
-    )
-    .execute(conn)?;
-    Ok(deleted > 0)
+    let owner = user_id.to_string();
+    conn.transaction(|conn| {
+        let deleted =
+            diesel::delete(chats::table.filter(chats::id.eq(chat_id.to_string())).filter(chats::user_id.eq(&owner)))
+                .execute(conn)?;
+        if deleted > 0 {
+            diesel::update(users::table.find(&owner)).set(users::chat_count.eq(users::chat_count - 1)).execute(conn)?;
+        }
+        Ok(deleted > 0)
+    })
 }

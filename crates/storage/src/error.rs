@@ -21,6 +21,9 @@ pub enum StorageError {
     Open { location: String, reason: String },
     #[error("running database migrations failed: {0}")]
     Migration(String),
+    /// A write through SQLite's writer could not be run or committed.
+    #[error("database write failed: {0}")]
+    WriteFailed(String),
     /// The blocking task running the query panicked or was cancelled at shutdown.
     #[error("the database task did not complete")]
     TaskFailed(#[source] tokio::task::JoinError),

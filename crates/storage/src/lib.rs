@@ -1,9 +1,10 @@
 //! Persistence: the Diesel schema, the connection pool, migrations and the repositories of users, chats and messages.
 //!
 //! One set of queries serves SQLite and PostgreSQL through `#[derive(diesel::MultiConnection)]`; the
-//! backend comes from the URL. Diesel is synchronous: callers go through [`Database::run`], which moves
-//! the pool checkout and every query onto the blocking thread pool so that async workers never wait on
-//! the database.
+//! backend comes from the URL. Diesel is synchronous: callers go through [`Database::run`] to read, which
+//! moves the pool checkout and every query onto the blocking thread pool so that async workers never wait
+//! on the database, and through [`Database::write`] to write, which on SQLite is one writer thread that
+//! commits the writes arriving together in one transaction.
 
 pub mod chats;
 mod error;
@@ -14,10 +15,11 @@ mod schema;
 pub mod scratch;
 mod url;
 pub mod users;
+mod writer;
 
 pub use chats::{Chat, ChatPage, ChatSummary, NewChat, PromptChange};
 pub use error::StorageError;
-pub use messages::{FinishedReply, Message, NewMessage};
+pub use messages::{FinishedReply, HistoryRow, Message, NewMessage};
 pub use pool::{Database, DbConnection, PoolOptions, SqliteSynchronous};
 pub use url::DatabaseLocation;
 pub use users::{NewUser, User};

@@ -32,6 +32,19 @@ pub struct Message {
     pub updated_at: NaiveDateTime,
 }
 
+/// What a conversation's context needs of an earlier message: no timestamps or provider details to decode.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = messages, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
+pub struct HistoryRow {
+    pub id: i64,
+    #[diesel(deserialize_as = String)]
+    pub role: Role,
+    pub content: String,
+    #[diesel(deserialize_as = String)]
+    pub status: MessageStatus,
+    pub content_tokens: Option<i32>,
+}
+
 /// A message to store. Fields a user message has no use for stay `None`.
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = messages)]
@@ -359,12 +372,12 @@ pub fn list_recent_messages(
     chat_id: ChatId,
     before_id: i64,
     limit: i64,
-) -> Result<Vec<Message>, StorageError> {
+) -> Result<Vec<HistoryRow>, StorageError> {
     Ok(messages::table
         .filter(messages::chat_id.eq(chat_id.to_string()))
         .filter(messages::id.lt(before_id))
         .order(messages::id.desc())
         .limit(limit)
-        .select(Message::as_select())
+        .select(HistoryRow::as_select())
         .load(conn)?)
 }

@@ -1,5 +1,5 @@
-//! The connection pool over SQLite or PostgreSQL (chosen by the URL) and the one way to use it:
-//! [`Database::run`], on the blocking thread pool.
+//! The connection pool over SQLite or PostgreSQL (chosen by the URL) and the ways to use it:
+//! [`Database::run`] on the blocking thread pool, and [`Database::write`] through SQLite's one writer.
 
 use std::fmt;
 use std::fs::{File, TryLockError};
@@ -10,6 +10,7 @@ use diesel::connection::SimpleConnection;
 use diesel::r2d2::{ManageConnection, Pool};
 use diesel::{Connection, PgConnection, SqliteConnection};
 
+use crate::writer::Writer;
 use crate::{DatabaseLocation, StorageError, migrations};
 
 /// The connection every repository function takes: one set of queries for both backends.
@@ -62,6 +63,8 @@ pub struct Database {
     location: DatabaseLocation,
     /// The lock file held while the pool lives, with `PoolOptions::exclusive`.
     lock: Option<Arc<File>>,
+    /// SQLite's one writer connection (PostgreSQL writes through the pool).
+    writer: Option<Writer>,
 }
 
 impl fmt::Debug for Database {
@@ -189,8 +192,15 @@ impl Database {
         let lock = (options.exclusive && sqlite).then(|| lock_beside(&location)).transpose()?;
         let manager = Manager::new(&location, options);
         let open_error = |reason: String| StorageError::Open { location: location.to_string(), reason };
-        // One direct connection first: r2d2 would hide the real reason behind a timeout.
-        manager.connect().map_err(|err| open_error(connect_reason(&err)))?;
+        // One direct connection first: r2d2 would hide the real reason behind a timeout. On SQLite it
+        // becomes the writer's, outside the pool: readers never wait for it.
+        let first = manager.connect().map_err(|err| open_error(connect_reason(&err)))?;
+        let writer = match first {
+            DbConnection::Sqlite(_) => {
+                Some(Writer::start(first).map_err(|err| open_error(format!("cannot start the writer thread: {err}")))?)
+            }
+            DbConnection::Postgres(_) => None,
+        };
         let pool = Pool::builder()
             .max_size(options.max_connections)
             // Connections open as load needs them: a server at rest holds two, not the whole pool.
@@ -198,7 +208,7 @@ impl Database {
             .connection_timeout(options.acquire_timeout)
             .build(manager)
             .map_err(|err| open_error(err.to_string()))?;
-        Ok(Self { pool, location, lock: lock.map(Arc::new) })
+        Ok(Self { pool, location, lock: lock.map(Arc::new), writer })
     }
 
     /// `sqlite` or `postgres`.
@@ -232,6 +242,20 @@ impl Database {
     {
         let database = self.clone();
         tokio::task::spawn_blocking(move || database.with_connection(work)).await.map_err(StorageError::TaskFailed)?
+    }
+
+    /// Runs `work`, which writes, in a transaction of its own and returns once it is committed. On
+    /// SQLite it goes to the one writer thread and shares the commit of the writes queued with it; on
+    /// PostgreSQL it runs on a pooled connection.
+    pub async fn write<T, F>(&self, work: F) -> Result<T, StorageError>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, StorageError> + Send + 'static,
+        T: Send + 'static,
+    {
+        match &self.writer {
+            Some(writer) => writer.write(work).await,
+            None => self.run(move |conn| conn.transaction(work)).await,
+        }
     }
 
     /// Runs `work` with a pooled connection on the calling thread. For start-up code and tests only.

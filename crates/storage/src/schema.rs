@@ -6,6 +6,7 @@ diesel::table! {
         email -> Text,
         password_hash -> Text,
         token_version -> BigInt,
+        chat_count -> BigInt,
         created_at -> Timestamp,
         updated_at -> Timestamp,
     }

@@ -121,6 +121,25 @@ fn list_is_newest_first_with_exact_total_and_counts() {
     assert_eq!(rest.chats[1].chat.id, ids[0]);
 }
 
+/// The total is kept by the statements that add and delete chats: deleting another user's chat changes
+/// nothing, and each owner's total stays exact.
+#[test]
+fn the_total_follows_creations_and_deletions() {
+    let (_dir, db) = open();
+    let user = new_user(&db, "g@example.com");
+    let other = new_user(&db, "h@example.com");
+    let ids: Vec<ChatId> = (0..3).map(|i| new_chat(&db, user, &format!("chat {i}"))).collect();
+    let theirs = new_chat(&db, other, "theirs");
+    let total = |owner| db.with_connection(|c| chats::list_chats_for_user(c, owner, 50, 0)).unwrap().total;
+    assert_eq!((total(user), total(other)), (3, 1));
+    assert!(!db.with_connection(|c| chats::delete_chat_for_user(c, theirs, user)).unwrap());
+    assert!(db.with_connection(|c| chats::delete_chat_for_user(c, ids[1], user)).unwrap());
+    assert!(!db.with_connection(|c| chats::delete_chat_for_user(c, ids[1], user)).unwrap());
+    assert_eq!((total(user), total(other)), (2, 1));
+    assert!(db.with_connection(|c| chats::delete_chat_for_user(c, theirs, other)).unwrap());
+    assert_eq!((total(user), total(other)), (2, 0));
+}
+
 #[test]
 fn messages_are_oldest_first_and_limit_takes_the_oldest() {
     let (_dir, db) = open();

@@ -35,7 +35,7 @@ impl Shared {
         if !progress.is_empty() || !alive.is_empty() {
             let at = now_utc();
             let (batch, others) = (progress.clone(), alive.clone());
-            match self.db.run(move |c| messages::save_progress(c, &batch, &others, at)).await {
+            match self.db.write(move |c| messages::save_progress(c, &batch, &others, at)).await {
                 Ok(()) => {
                     if heartbeat {
                         self.heartbeat_written();
@@ -97,7 +97,7 @@ impl Shared {
         let at = now_utc();
         for (id, content) in progress {
             let one = [(id, content)];
-            if let Err(err) = self.db.run(move |c| messages::save_progress(c, &one, &[], at)).await {
+            if let Err(err) = self.db.write(move |c| messages::save_progress(c, &one, &[], at)).await {
                 tracing::error!(error = %err, message_id = id, "could not write a running reply's progress");
                 if let Some(generation) = dirty.iter().find(|g| g.message_id() == id) {
                     generation.mark_dirty();
@@ -106,7 +106,7 @@ impl Shared {
             }
         }
         if heartbeat {
-            match self.db.run(move |c| messages::save_progress(c, &[], &alive, at)).await {
+            match self.db.write(move |c| messages::save_progress(c, &[], &alive, at)).await {
                 Ok(()) => self.heartbeat_written(),
                 Err(err) => tracing::error!(error = %err, "could not mark running replies alive"),
             }
@@ -142,7 +142,7 @@ impl Shared {
     async fn interrupt_abandoned(&self) {
         let now = now_utc();
         let stale_before = now - chrono::Duration::from_std(self.settings.lease).unwrap_or(chrono::Duration::MAX);
-        match self.db.run(move |c| messages::interrupt_generating(c, now, Some(stale_before))).await {
+        match self.db.write(move |c| messages::interrupt_generating(c, now, Some(stale_before))).await {
             Ok(0) => {}
             Ok(count) => {
                 tracing::warn!(replies = count, "replies abandoned by a stopped server are marked interrupted")
@@ -155,7 +155,7 @@ impl Shared {
         let pending = std::mem::take(&mut *self.unwritten());
         for (id, reply) in pending {
             let attempt = reply.clone();
-            match self.db.run(move |c| messages::finish_reply(c, id, attempt)).await {
+            match self.db.write(move |c| messages::finish_reply(c, id, attempt)).await {
                 Ok(_) => tracing::info!(message_id = id, "a reply's final state is stored after all"),
                 Err(err) => {
                     tracing::error!(error = %err, message_id = id, "a reply's final state still cannot be stored");

@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 pub(crate) use events::replay;
 pub use events::{CANCELLED, Ending, NumberedEvent, StreamEvent, StreamFailure, StreamStart};
 pub(crate) use record::{Generation, StopReason};
-pub(crate) use run::Job;
+pub(crate) use run::{Ask, EarlyAsk, Job};
 pub use subscription::Subscription;
 
 use crate::ServiceError;

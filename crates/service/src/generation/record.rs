@@ -107,7 +107,12 @@ impl Generation {
 
     /// The provider is being asked (the first attempt; retries and fallbacks count as its time).
     pub(crate) fn mark_asked(&self) {
-        self.state().asked.get_or_insert_with(Instant::now);
+        self.mark_asked_at(Instant::now());
+    }
+
+    /// The provider was asked at `at` (before the generation was launched).
+    pub(crate) fn mark_asked_at(&self, at: Instant) {
+        self.state().asked.get_or_insert(at);
     }
 
     /// The provider's stream has ended (or was closed).

@@ -7,13 +7,14 @@ use chat_domain::MessageStatus;
 use chat_domain::time::now_utc;
 use chat_storage::{FinishedReply, StorageError, messages};
 use futures_util::StreamExt;
-use llm_providers::router::{Alias, RouteError, Routed};
+use llm_providers::router::{Alias, RouteError, Routed, Router};
 use llm_providers::{ChunkStream, FinishReason, ProviderError, StreamChunk, Usage};
+use tokio::task::JoinHandle;
 
 use super::events::{CANCELLED, Ending, StreamFailure};
 use super::record::{Generation, StopReason};
 use crate::chats::not_found;
-use crate::context;
+use crate::context::{self, Context};
 use crate::{ChatService, ServiceError};
 
 /// Pauses between attempts of a reply's final write; the text was shown, so it is worth retrying.
@@ -31,6 +32,57 @@ pub(crate) struct Job {
     pub prompt: (String, u32),
     /// A regeneration: the replies between the user message and this one go once this one begins.
     pub replacing: bool,
+    /// The provider asked while the rows were being stored, or the context built before them; without
+    /// it the context is built from the stored history when the job begins.
+    pub ask: Option<Ask>,
+}
+
+/// How a job reaches its provider, when prepared before its rows were stored.
+#[derive(Debug)]
+pub(crate) enum Ask {
+    Started(EarlyAsk),
+    Ready(Context),
+}
+
+/// A provider asked ahead of the job that will read its answer, on a task of its own. Dropping it
+/// (the rows could not be stored, the reply was stopped) closes the provider's request.
+pub(crate) struct EarlyAsk {
+    task: JoinHandle<Result<(Routed<ChunkStream>, u32), ServiceError>>,
+    at: Instant,
+}
+
+impl EarlyAsk {
+    /// Asks the provider behind `alias` for a reply to `context` (retrying and falling back) now.
+    pub(crate) fn start(router: Router, alias: Alias, context: Context) -> Self {
+        let at = Instant::now();
+        let task = tokio::spawn(async move {
+            let routed = router
+                .stream(&alias, &context.messages)
+                .await
+                .map_err(|error| ServiceError::Provider { alias: alias.name.clone(), error })?;
+            Ok((routed, context.tokens))
+        });
+        Self { task, at }
+    }
+
+    async fn answer(mut self) -> Result<(Routed<ChunkStream>, u32), ServiceError> {
+        match (&mut self.task).await {
+            Ok(answer) => answer,
+            Err(err) => Err(ServiceError::Storage(StorageError::TaskFailed(err))),
+        }
+    }
+}
+
+impl std::fmt::Debug for EarlyAsk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EarlyAsk").field("at", &self.at).finish_non_exhaustive()
+    }
+}
+
+impl Drop for EarlyAsk {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// How the provider's stream stopped.
@@ -50,13 +102,13 @@ struct Verdict {
 
 impl ChatService {
     /// Runs one generation to its end; never returns early without storing and telling how it ended.
-    pub(crate) async fn generate(self, job: Job) {
+    pub(crate) async fn generate(self, mut job: Job) {
         let generation = Arc::clone(&job.generation);
         let started = Instant::now();
         let begun = tokio::select! {
             biased;
             () = generation.stopped() => None,
-            begun = self.begin(&job) => Some(begun),
+            begun = self.begin(&mut job) => Some(begun),
         };
         let (routed, prompt_tokens) = match begun {
             Some(Ok(begun)) => begun,
@@ -67,7 +119,7 @@ impl ChatService {
         if job.replacing {
             let (chat, after, before) =
                 (generation.start.chat_id, generation.start.user_message_id, generation.message_id());
-            if let Err(err) = self.db.run(move |c| messages::delete_between(c, chat, after, before)).await {
+            if let Err(err) = self.db.write(move |c| messages::delete_between(c, chat, after, before)).await {
                 tracing::error!(error = %err, "could not remove the replies a regenerated one replaces");
             }
         }
@@ -123,13 +175,22 @@ impl ChatService {
     }
 
     /// Builds the context and reaches a provider that gives a first chunk (retrying and falling back).
-    async fn begin(&self, job: &Job) -> Result<(Routed<ChunkStream>, u32), ServiceError> {
-        let start = &job.generation.start;
-        let budget = job.alias.prompt_budget();
-        let history = self.history_before(start.chat_id, start.user_message_id, budget).await?;
-        let system = job.system.as_ref().map(|(prompt, tokens)| (prompt.as_str(), *tokens));
-        let context = context::build(system, (job.prompt.0.as_str(), job.prompt.1), history, budget)
-            .map_err(ServiceError::MessageTooLarge)?;
+    async fn begin(&self, job: &mut Job) -> Result<(Routed<ChunkStream>, u32), ServiceError> {
+        let context = match job.ask.take() {
+            Some(Ask::Started(early)) => {
+                job.generation.mark_asked_at(early.at);
+                return early.answer().await;
+            }
+            Some(Ask::Ready(context)) => context,
+            None => {
+                let start = &job.generation.start;
+                let budget = job.alias.prompt_budget();
+                let history = self.history_before(start.chat_id, start.user_message_id, budget).await?;
+                let system = job.system.as_ref().map(|(prompt, tokens)| (prompt.as_str(), *tokens));
+                context::build(system, (job.prompt.0.as_str(), job.prompt.1), history, budget)
+                    .map_err(ServiceError::MessageTooLarge)?
+            }
+        };
         job.generation.mark_asked();
         let routed = self
             .router
@@ -174,7 +235,7 @@ impl ChatService {
     async fn fail_unstarted(&self, job: &Job, error: ServiceError) {
         let generation = &job.generation;
         let id = generation.message_id();
-        if let Err(err) = self.db.run(move |c| messages::delete_message(c, id)).await {
+        if let Err(err) = self.db.write(move |c| messages::delete_message(c, id)).await {
             tracing::error!(error = %err, message_id = id, "could not remove the placeholder of a failed reply");
             // Not left `generating` (which would hold the chat): stored as interrupted by the flusher.
             self.generations.keep_unwritten(id, FinishedReply::interrupted(String::new(), now_utc()));
@@ -198,7 +259,7 @@ impl ChatService {
         let verdict = stopped(generation.stop_reason().unwrap_or(StopReason::Cancel), Usage::default());
         if job.replacing {
             let id = generation.message_id();
-            if let Err(err) = self.db.run(move |c| messages::delete_message(c, id)).await {
+            if let Err(err) = self.db.write(move |c| messages::delete_message(c, id)).await {
                 tracing::error!(error = %err, message_id = id, "could not remove the placeholder of a stopped regeneration");
                 self.generations.keep_unwritten(id, FinishedReply::interrupted(String::new(), now_utc()));
             }
@@ -248,7 +309,7 @@ impl ChatService {
         let mut pauses = FINAL_WRITE_RETRIES.iter();
         loop {
             let attempt = reply.clone();
-            match self.db.run(move |c| messages::finish_reply(c, id, attempt)).await {
+            match self.db.write(move |c| messages::finish_reply(c, id, attempt)).await {
                 Ok(written) => return Ok(written),
                 Err(err) => match pauses.next() {
                     Some(pause) => {

@@ -1,0 +1,83 @@
+//! SQLite's one writer: every write goes through one connection on its own thread, and the writes that
+//! arrive together are committed together (group commit: one `fsync` for many acknowledged writes).
+//!
+//! SQLite lets one connection write at a time; writers on several pooled connections queue on its file
+//! lock, whose busy handler sleeps in steps of milliseconds. One writer never waits on the lock, and a
+//! batch makes the durable commit, the costly part, shared. Each write runs in its own savepoint, so one
+//! that fails is rolled back alone; a caller hears of its write only once the batch's commit returned.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::mpsc;
+
+use diesel::Connection;
+
+use crate::{DbConnection, StorageError};
+
+/// At most this many writes share one commit, so that a long queue still sees commits often.
+const MAX_BATCH: usize = 256;
+
+/// What a write hands back once run: told whether its batch's commit succeeded, it answers its caller.
+type Settle = Box<dyn FnOnce(Result<(), String>) + Send>;
+type Job = Box<dyn FnOnce(&mut DbConnection) -> Settle + Send>;
+
+/// The sending side of the writer thread; the thread ends when the last clone is dropped.
+#[derive(Debug, Clone)]
+pub(crate) struct Writer {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    /// Starts the writer thread on `conn`.
+    pub(crate) fn start(conn: DbConnection) -> std::io::Result<Self> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        std::thread::Builder::new().name("sqlite-writer".to_owned()).spawn(move || serve(conn, &queue))?;
+        Ok(Self { jobs })
+    }
+
+    /// Runs `work` in the next batch and returns its result once the batch is committed.
+    pub(crate) async fn write<T, F>(&self, work: F) -> Result<T, StorageError>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, StorageError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let result = catch_unwind(AssertUnwindSafe(|| conn.transaction(work)))
+                .unwrap_or_else(|_| Err(StorageError::WriteFailed("the write panicked".to_owned())));
+            Box::new(move |committed| {
+                let outcome = committed.map_err(StorageError::WriteFailed).and(result);
+                let _ = answer.send(outcome);
+            })
+        });
+        let gone = || StorageError::WriteFailed("the write could not be run (see the log)".to_owned());
+        self.jobs.send(job).map_err(|_| gone())?;
+        answered.await.map_err(|_| gone())?
+    }
+}
+
+/// The writer thread: takes whatever is queued, runs it in one transaction, commits, answers.
+fn serve(mut conn: DbConnection, queue: &mpsc::Receiver<Job>) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut settles = Vec::with_capacity(batch.len());
+        // A transaction that cannot begin drops its jobs unrun: their callers hear so.
+        let committed = conn
+            .transaction(|conn| {
+                settles.extend(batch.drain(..).map(|job| job(conn)));
+                Ok::<_, diesel::result::Error>(())
+            })
+            .map_err(|err| {
+                tracing::error!(error = %err, writes = settles.len(), "committing a batch of writes failed");
+                format!("committing the write failed: {err}")
+            });
+        for settle in settles {
+            settle(committed.clone());
+        }
+    }
+}
