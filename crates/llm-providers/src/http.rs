@@ -54,14 +54,15 @@ pub fn check_base_url(url: &str) -> Result<(), String> {
 }
 
 /// One client for every provider: connection pooling, rustls, `TCP_NODELAY` (a Nagle/delayed-ACK stall
-/// adds ~40 ms per request otherwise), and the connect timeout.
-pub fn build_client(connect_timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
+/// adds ~40 ms per request otherwise), and the connect timeout. With `http2_prior_knowledge` it speaks
+/// HTTP/2 from the first byte (h2c), for plain-`http` servers that accept it.
+pub fn build_client(connect_timeout: Duration, http2_prior_knowledge: bool) -> Result<reqwest::Client, reqwest::Error> {
+    let builder = reqwest::Client::builder()
         .tcp_nodelay(true)
         .connect_timeout(connect_timeout)
         .pool_idle_timeout(Duration::from_secs(90))
-        .user_agent(concat!("ai-chat-backend/", env!("CARGO_PKG_VERSION")))
-        .build()
+        .user_agent(concat!("ai-chat-backend/", env!("CARGO_PKG_VERSION")));
+    if http2_prior_knowledge { builder.http2_prior_knowledge() } else { builder }.build()
 }
 
 /// Classifies a transport error of `reqwest`.

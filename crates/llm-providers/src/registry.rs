@@ -36,6 +36,9 @@ pub struct ProviderSettings {
     pub anthropic_version: String,
     /// Hosted APIs are unusable without a key; a local server (Ollama) is not.
     pub requires_key: bool,
+    /// HTTP/2 from the first byte over plain `http` (h2c), so that many concurrent requests share a few
+    /// connections. Over `https`, HTTP/2 is negotiated anyway.
+    pub http2_prior_knowledge: bool,
 }
 
 impl std::fmt::Debug for ProviderSettings {
@@ -47,6 +50,7 @@ impl std::fmt::Debug for ProviderSettings {
             .field("api_key", &self.api_key.as_ref().map(|_| "<set>"))
             .field("headers", &self.headers.iter().map(|(name, _)| name).collect::<Vec<_>>())
             .field("requires_key", &self.requires_key)
+            .field("http2_prior_knowledge", &self.http2_prior_knowledge)
             .finish_non_exhaustive()
     }
 }
@@ -93,10 +97,23 @@ pub struct Built {
 
 /// Builds every usable provider and resolves each alias to its usable targets.
 pub fn build(settings: &RegistrySettings) -> Result<Built, String> {
-    let client = crate::http::build_client(settings.timeouts.connect)
-        .map_err(|err| format!("cannot build the HTTP client: {err}"))?;
+    let build_client = |http2_prior_knowledge| {
+        crate::http::build_client(settings.timeouts.connect, http2_prior_knowledge)
+            .map_err(|err| format!("cannot build the HTTP client: {err}"))
+    };
+    let shared = build_client(false)?;
+    // The h2c providers share a client of their own, made only if one is configured.
+    let mut h2c = None;
     let mut providers: Vec<Arc<dyn ChatProvider>> = Vec::new();
     for spec in settings.providers.iter().filter(|p| p.is_usable()) {
+        let client = if spec.http2_prior_knowledge {
+            match &h2c {
+                Some(client) => client,
+                None => h2c.insert(build_client(true)?),
+            }
+        } else {
+            &shared
+        };
         let provider: Arc<dyn ChatProvider> = match spec.kind {
             ProviderKind::Openai => Arc::new(OpenAiCompatible::new(
                 OpenAiConfig {

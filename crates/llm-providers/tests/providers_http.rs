@@ -76,7 +76,7 @@ fn anthropic(server: &MockServer) -> Anthropic {
         timeouts: TIMEOUTS,
         ..AnthropicConfig::default()
     };
-    Anthropic::new(config, build_client(TIMEOUTS.connect).unwrap()).unwrap()
+    Anthropic::new(config, build_client(TIMEOUTS.connect, false).unwrap()).unwrap()
 }
 
 /// Anthropic's documented stream of one text answer, with a text delta that spans lines.
@@ -241,7 +241,7 @@ fn openai(server: &MockServer, max_tokens_field: MaxTokensField, timeouts: Timeo
         max_tokens_field,
         timeouts,
     };
-    OpenAiCompatible::new(config, build_client(timeouts.connect).unwrap()).unwrap()
+    OpenAiCompatible::new(config, build_client(timeouts.connect, false).unwrap()).unwrap()
 }
 
 const CHAT_COMPLETIONS: &str = "/v1/chat/completions";

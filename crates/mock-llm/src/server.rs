@@ -221,7 +221,9 @@ fn build_server(
     .h1_allow_half_closed(false)
     .shutdown_timeout(1)
     .on_connect(reset::on_connect)
-    .listen(listener)?
+    // HTTP/1.1, or HTTP/2 from the first byte (h2c) for clients that multiplex: thousands of
+    // concurrent streams need not hold thousands of connections.
+    .listen_auto_h2c(listener)?
     .run();
     Ok(server)
 }

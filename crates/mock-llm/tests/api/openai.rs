@@ -135,3 +135,23 @@ async fn paths_without_v1_and_the_model_list() {
     assert!(data.len() >= 2);
     assert!(data.iter().all(|model| model["object"] == "model" && model["id"].is_string()));
 }
+
+/// Clients that multiplex speak HTTP/2 from the first byte (h2c): many concurrent streams share one connection,
+/// each answered whole.
+#[tokio::test]
+async fn h2c_clients_get_concurrent_streams_over_http2() {
+    let mock = start().await;
+    let client = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let url = format!("{}/v1/chat/completions", mock.base_url());
+    let requests = (0..20).map(|i| {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let response =
+                client.post(&url).json(&Api::OpenAi.body(&format!("question {i}"), true)).send().await.unwrap();
+            assert_eq!(response.version(), reqwest::Version::HTTP_2);
+            let sse = parse_sse(&response.text().await.unwrap());
+            assert_eq!(Api::OpenAi.streamed_text(&sse.events), format!("Mock reply to: question {i}"));
+        }
+    });
+    futures_util::future::join_all(requests).await;
+}

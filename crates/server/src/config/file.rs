@@ -64,6 +64,8 @@ pub(super) struct FileProvider {
     pub max_tokens_field: Option<MaxTokensField>,
     pub anthropic_version: Option<String>,
     pub requires_key: Option<bool>,
+    /// Speak HTTP/2 without TLS from the first byte (h2c), for plain-`http` servers that accept it.
+    pub http2_prior_knowledge: Option<bool>,
 }
 
 /// Keys and header values (which often carry keys) never appear in `Debug`.

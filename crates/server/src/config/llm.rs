@@ -59,6 +59,7 @@ pub(super) fn providers(
             max_tokens_field: spec.max_tokens_field.unwrap_or(MaxTokensField::MaxCompletionTokens),
             anthropic_version: spec.anthropic_version.unwrap_or_else(|| "2023-06-01".to_owned()),
             requires_key: spec.requires_key.unwrap_or(true),
+            http2_prior_knowledge: spec.http2_prior_knowledge.unwrap_or(false),
         });
     }
     for (name, spec) in file.iter().filter(|(name, _)| !BUILT_IN_PROVIDERS.iter().any(|b| b.0 == name.as_str())) {
@@ -78,6 +79,7 @@ pub(super) fn providers(
             headers: spec.headers.clone().into_iter().collect(),
             max_tokens_field: spec.max_tokens_field.unwrap_or(MaxTokensField::MaxTokens),
             anthropic_version: spec.anthropic_version.clone().unwrap_or_else(|| "2023-06-01".to_owned()),
+            http2_prior_knowledge: spec.http2_prior_knowledge.unwrap_or(false),
         });
     }
     providers
