@@ -20,7 +20,7 @@ const TOKENS_PER_SECOND: f64 = 10.0;
 /// Every stream must still be running this long after the last one started, so that all are open at once.
 const OVERLAP: Duration = Duration::from_secs(3);
 const USERS: usize = 8;
-/// Descriptors a server needs besides one per client connection and one per upstream connection.
+/// Descriptors a server needs besides one per client connection (listener, database, the few upstream connections).
 const FD_MARGIN: usize = 200;
 const DEFECT_EXAMPLES: usize = 5;
 /// Quiet time before the memory reading the streams are compared with.
