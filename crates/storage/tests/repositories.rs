@@ -195,3 +195,30 @@ struct Mode {
     #[diesel(sql_type = diesel::sql_types::Text)]
     journal_mode: String,
 }
+
+/// Writes sent together share the writer's transaction, each in its own savepoint: one that fails (a message for
+/// a chat that does not exist) is rolled back alone and told so, and every other one is committed and answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_write_in_a_batch_leaves_the_others_committed() {
+    let (_dir, db) = open();
+    let user = new_user(&db, "w@example.com");
+    let chat = new_chat(&db, user, "t");
+    let writes: Vec<_> = (0..50)
+        .map(|i| {
+            let db = db.clone();
+            let target = if i == 25 { ChatId::new_random() } else { chat };
+            tokio::spawn(async move {
+                let message = NewMessage::plain(target, Role::User, format!("m{i}"), now_utc());
+                db.write(move |c| messages::insert_message(c, message)).await
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for write in writes {
+        results.push(write.await.unwrap());
+    }
+    assert!(matches!(results[25], Err(StorageError::ForeignKeyViolation)), "{:?}", results[25]);
+    assert!(results.iter().enumerate().all(|(i, r)| i == 25 || r.is_ok()));
+    let stored = db.with_connection(|c| messages::list_messages(c, chat, None)).unwrap();
+    assert_eq!(stored.len(), 49);
+}
