@@ -9,7 +9,7 @@ pub const USAGE: &str = "\
 chat-bench: starts mock-llm and chat-server (built beforehand) and measures chat-server's latency, throughput and
 memory against mock-llm's own, in one run. Prints a Markdown table and writes a JSON report.
 
-usage: cargo build --release --bins && target/release/chat-bench [options]
+usage: cargo build --release --workspace --bins && target/release/chat-bench [options]
 
   --quick                  short runs (3 s, 1,000 streams, 2 s ramp): the whole run takes under two minutes
   --scenarios LIST         comma-separated subset of: direct, chat, stream, read, login, streams, idle (default all;

@@ -46,7 +46,7 @@ fn bin_dir(options: &Options) -> Result<PathBuf, String> {
     } else {
         Err(format!(
             "{} not found in {}: build them first with `cargo build --release -p chat-server -p mock-llm` (or \
-             `cargo build --release --bins`), or name their directory with --bin-dir",
+             `cargo build --release --workspace --bins`), or name their directory with --bin-dir",
             missing.join(" and "),
             dir.display()
         ))

@@ -2,6 +2,7 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::time::Duration;
 
 use eventsource_stream::Eventsource;
 use futures_util::{Stream, StreamExt, stream};
@@ -24,6 +25,12 @@ pub(crate) fn events(response: reqwest::Response) -> impl Stream<Item = Result<S
         Err(other) => Err(ProviderError::UnusableAnswer(format!("invalid event stream: {other}"))),
     })
 }
+
+/// How long what follows an answer's end is read, and ignored, while waiting for the provider to close its
+/// response. A response dropped before its close is reset, and h2 counts such resets per connection: after
+/// 1,024 that race the provider's closing frame it closes the connection (`too_many_internal_resets`), failing
+/// every answer still streaming over it (seen at 10,000 concurrent streams over one HTTP/2 connection).
+const READ_PAST_END: Duration = Duration::from_secs(5);
 
 /// What one event means for the answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,12 +60,15 @@ where
 /// Normalizes a provider's events with `parser`, under the rules every provider shares: chunks come in order; at
 /// the end, a `stop` finish goes before the end's own chunks when the provider sent no finish reason; a stream that
 /// ends before the parser saw the end is an error rather than a silently shortened answer; nothing follows an error.
+/// After the end, the rest of the response is read on a task of its own (see [`READ_PAST_END`]), so that the
+/// answer's last chunks are not held back by it.
 pub(crate) fn normalize<P: EventParser>(
     events: impl Stream<Item = Result<SseEvent, ProviderError>> + Send + 'static,
     parser: P,
 ) -> ChunkStream {
     struct State<S, P> {
-        events: Pin<Box<S>>,
+        /// `None` once the end came and the rest of the response was handed to [`read_past_end`].
+        events: Option<Pin<Box<S>>>,
         parser: P,
         pending: VecDeque<StreamChunk>,
         /// A finish reason has been queued.
@@ -66,7 +76,8 @@ pub(crate) fn normalize<P: EventParser>(
         /// No event is read any more: the end or a failure came.
         over: bool,
     }
-    let state = State { events: Box::pin(events), parser, pending: VecDeque::new(), finished: false, over: false };
+    let state =
+        State { events: Some(Box::pin(events)), parser, pending: VecDeque::new(), finished: false, over: false };
     Box::pin(stream::unfold(state, |mut st| async move {
         loop {
             if let Some(chunk) = st.pending.pop_front() {
@@ -75,7 +86,8 @@ pub(crate) fn normalize<P: EventParser>(
             if st.over {
                 return None;
             }
-            let failure = match st.events.next().await {
+            let events = st.events.as_mut()?;
+            let failure = match events.next().await {
                 Some(Ok(event)) => match st.parser.on_event(&event) {
                     Ok(Step::Chunks(chunks)) => {
                         st.finished |= chunks.iter().any(is_finish);
@@ -84,6 +96,9 @@ pub(crate) fn normalize<P: EventParser>(
                     }
                     Ok(Step::End(chunks)) => {
                         st.over = true;
+                        if let Some(rest) = st.events.take() {
+                            tokio::spawn(read_past_end(rest));
+                        }
                         if !st.finished && !chunks.iter().any(is_finish) {
                             st.pending.push_back(StreamChunk::Finish(FinishReason::Stop));
                         }
@@ -99,6 +114,11 @@ pub(crate) fn normalize<P: EventParser>(
             return Some((Err(failure), st));
         }
     }))
+}
+
+/// Reads what follows an answer's end until the provider closes the response, for at most [`READ_PAST_END`].
+async fn read_past_end<S: Stream + ?Sized>(mut rest: Pin<Box<S>>) {
+    let _ = tokio::time::timeout(READ_PAST_END, async { while rest.next().await.is_some() {} }).await;
 }
 
 fn is_finish(chunk: &StreamChunk) -> bool {
@@ -143,6 +163,28 @@ mod tests {
         let chunks = run(vec![event("a"), event("length"), event("end")]).await;
         let expected = [text("a"), StreamChunk::Finish(FinishReason::Length), StreamChunk::Usage(USAGE)];
         assert_eq!(chunks.into_iter().collect::<Result<Vec<_>, _>>().unwrap(), expected);
+    }
+
+    #[tokio::test]
+    async fn the_rest_of_the_response_is_read_after_the_end_without_holding_back_the_answer() {
+        let (more, rest) = tokio::sync::mpsc::unbounded_channel::<Result<SseEvent, ProviderError>>();
+        let rest = stream::unfold(rest, |mut rest| async move { rest.recv().await.map(|event| (event, rest)) });
+        let (closed_tx, closed) = tokio::sync::oneshot::channel();
+        // The provider's events: an answer and its end, then whatever `more` sends, then the close, observed.
+        let mut closed_tx = Some(closed_tx);
+        let events = stream::iter(vec![event("a"), event("end")]).chain(rest).chain(stream::poll_fn(move |_| {
+            if let Some(tx) = closed_tx.take() {
+                let _ = tx.send(());
+            }
+            std::task::Poll::Ready(None)
+        }));
+        // The whole answer arrives while the response is still open.
+        let chunks: Vec<_> = normalize(events, scripted).collect().await;
+        assert_eq!(chunks.len(), 3, "{chunks:?}");
+        more.send(event("after the end")).unwrap();
+        drop(more);
+        // Dropping the answer did not drop the response: it was read to its close.
+        tokio::time::timeout(Duration::from_secs(10), closed).await.unwrap().unwrap();
     }
 
     #[tokio::test]

@@ -65,6 +65,9 @@ impl StreamCheck {
                 None => self.problems.push(format!("a delta without text: {}", api::truncate(&event.data))),
             }
         }
+        if name == "error" {
+            self.problems.push(format!("an error event: {}", api::truncate(&event.data)));
+        }
         if self.first_event.is_none() {
             self.first_event = Some(name.clone());
         }
@@ -332,8 +335,9 @@ mod tests {
 
     #[test]
     fn a_stream_cut_short_or_ending_in_error_is_defective() {
-        let check = check(&[event(1, "start", "{}"), event(2, "error", "{}")], "");
-        assert_eq!(check.problems.len(), 1);
-        assert!(check.problems[0].contains("instead of done"));
+        let check = check(&[event(1, "start", "{}"), event(2, "error", r#"{"status":504}"#)], "");
+        assert_eq!(check.problems.len(), 2, "{:?}", check.problems);
+        assert!(check.problems[0].contains(r#"an error event: {"status":504}"#));
+        assert!(check.problems[1].contains("instead of done"));
     }
 }
