@@ -5,10 +5,10 @@
 pub enum AuthError {
     #[error("password hashing failed")]
     Hashing(#[source] bcrypt::BcryptError),
-    #[error("the password hashing task did not complete")]
-    TaskFailed(#[source] tokio::task::JoinError),
-    #[error("the password hashing limiter is closed")]
-    LimiterClosed,
+    #[error("cannot start a password hashing thread")]
+    Thread(#[source] std::io::Error),
+    #[error("the password hashing threads stopped before answering")]
+    HashingStopped,
     #[error("signing a token failed")]
     Signing(#[source] jsonwebtoken::errors::Error),
 }

@@ -304,7 +304,7 @@ impl From<StorageError> for ApiError {
 impl From<AuthError> for ApiError {
     fn from(err: AuthError) -> Self {
         match err {
-            AuthError::Hashing(_) | AuthError::TaskFailed(_) | AuthError::LimiterClosed | AuthError::Signing(_) => {
+            AuthError::Hashing(_) | AuthError::Thread(_) | AuthError::HashingStopped | AuthError::Signing(_) => {
                 ApiError::Internal(Box::new(err))
             }
         }

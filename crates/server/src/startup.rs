@@ -177,9 +177,9 @@ impl Application {
             n => n,
         };
         let hasher = PasswordHasher::new(settings.auth.bcrypt_cost, hashes)?;
-        // The blocking work is database calls (at most a pool's worth at once) and bounded hashing:
+        // The blocking work is database calls, at most a pool's worth at once (hashing has its own threads):
         // threads beyond that would only queue, each holding its stack and allocator caches.
-        let blocking_threads = settings.database.max_connections as usize + hashes + 2;
+        let blocking_threads = settings.database.max_connections as usize + 2;
 
         let built = llm_providers::registry::build(&settings.llm).map_err(StartupError::Models)?;
         for note in &built.notes {
