@@ -4,6 +4,7 @@ pub mod config;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod memory;
 pub mod middleware;
 pub mod openapi;
 pub mod routes;

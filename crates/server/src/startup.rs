@@ -248,6 +248,7 @@ impl Application {
         let handle = server.handle();
         // The server runs as its own task: it must keep running while the replies are given their grace.
         let mut serving = actix_rt::spawn(server);
+        crate::memory::release_after_start_up_and_periodically();
         tokio::select! {
             stopped = &mut serving => return stopped.map_err(task_failed)?.map_err(StartupError::Server),
             () = shutdown_signal() => {}
