@@ -307,6 +307,8 @@ async fn bad_tokens_are_invalid_credentials() {
 async fn a_valid_token_of_a_deleted_user_is_user_not_found() {
     let server = TestServer::start().await;
     let user = server.signup().await;
+    let chat = server.create_chat(&user, None).await;
+    let chat_id = chat["id"].as_str().unwrap().to_owned();
     let id = user.id.clone();
     server
         .database()
@@ -320,6 +322,19 @@ async fn a_valid_token_of_a_deleted_user_is_user_not_found() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body, json!({"detail": "User not found"}));
     assert_eq!(headers["www-authenticate"], "Bearer");
+    // The busiest routes check the user in their own first read: the same answer.
+    let message = json!({"chat_id": chat_id, "message": "Hello", "model": "fast"});
+    let requests = [
+        (Method::GET, "/chats".to_owned(), None),
+        (Method::GET, format!("/chats/{chat_id}/messages"), None),
+        (Method::POST, "/chat".to_owned(), Some(message)),
+    ];
+    for (method, path, body) in requests {
+        let (status, headers, answer) = server.call(method.clone(), &path, Some(&user.token), body).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}: {answer}");
+        assert_eq!(answer, json!({"detail": "User not found"}), "{method} {path}");
+        assert_eq!(headers["www-authenticate"], "Bearer", "{method} {path}");
+    }
 }
 
 #[tokio::test]

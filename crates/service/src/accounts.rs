@@ -49,6 +49,12 @@ impl ChatService {
         }
     }
 
+    /// The user id a valid bearer token names, without looking the user up: for the use cases that check
+    /// the user in their own first read (`send_message`, `list_messages`, `list_chats`).
+    pub fn verify_token(&self, token: &str) -> Result<UserId, ServiceError> {
+        Ok(self.tokens.verify(token)?.user_id)
+    }
+
     /// The user a bearer token names, if the token is valid and the user still exists.
     pub async fn authenticate(&self, token: &str) -> Result<User, ServiceError> {
         let verified = self.tokens.verify(token)?;

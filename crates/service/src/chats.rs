@@ -3,7 +3,7 @@
 use chat_domain::time::now_utc;
 use chat_domain::{ChatId, ChatTitle, MessageStatus, UserId};
 use chat_storage::chats::{self, ChatPage, ChatSummary, NewChat};
-use chat_storage::{Message, PromptChange, StorageError, messages};
+use chat_storage::{Chat, DbConnection, Message, PromptChange, StorageError, messages, users};
 
 use crate::generation::StopReason;
 use crate::{ChatService, ServiceError};
@@ -19,6 +19,41 @@ pub(crate) fn parse_chat_id(raw: &str) -> Result<ChatId, ServiceError> {
 
 pub(crate) fn not_found(raw: &str) -> ServiceError {
     ServiceError::ChatNotFound { chat_id: raw.to_owned() }
+}
+
+/// What a read of a user's chat did not find.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Missing {
+    /// The token's user no longer exists.
+    User,
+    Chat,
+}
+
+impl Missing {
+    pub(crate) fn error(self, chat_id: &str) -> ServiceError {
+        match self {
+            Missing::User => ServiceError::UserNotFound,
+            Missing::Chat => not_found(chat_id),
+        }
+    }
+}
+
+/// The user's chat `id` and what `then` reads of it, in one database call, after checking that the user still
+/// exists: the busiest use cases are given a token's user id that was verified but not looked up, and the
+/// check costs a query here rather than a database call of its own.
+pub(crate) fn read_users_chat<T>(
+    c: &mut DbConnection,
+    user_id: UserId,
+    id: ChatId,
+    then: impl FnOnce(&mut DbConnection, Chat) -> Result<T, StorageError>,
+) -> Result<Result<T, Missing>, StorageError> {
+    if !users::user_exists(c, user_id)? {
+        return Ok(Err(Missing::User));
+    }
+    match chats::find_chat_for_user(c, id, user_id)? {
+        Some(chat) => then(c, chat).map(Ok),
+        None => Ok(Err(Missing::Chat)),
+    }
 }
 
 impl ChatService {
@@ -43,8 +78,12 @@ impl ChatService {
     }
 
     /// A page of the user's chats, most recently updated first; `limit` and `offset` are validated by the caller.
+    /// The user need not have been looked up: one who no longer exists is `UserNotFound`.
     pub async fn list_chats(&self, user_id: UserId, limit: i64, offset: i64) -> Result<ChatPage, ServiceError> {
-        Ok(self.db.run(move |c| chats::list_chats_for_user(c, user_id, limit, offset)).await?)
+        self.db
+            .run(move |c| chats::list_chats_for_user(c, user_id, limit, offset))
+            .await?
+            .ok_or(ServiceError::UserNotFound)
     }
 
     pub async fn get_chat(&self, user_id: UserId, chat_id: &str) -> Result<ChatSummary, ServiceError> {
@@ -52,7 +91,8 @@ impl ChatService {
         self.db.run(move |c| chats::find_chat_summary_for_user(c, id, user_id)).await?.ok_or_else(|| not_found(chat_id))
     }
 
-    /// The chat's messages, oldest first (the oldest `limit` when given).
+    /// The chat's messages, oldest first (the oldest `limit` when given). The user need not have been looked up:
+    /// one who no longer exists is `UserNotFound`.
     pub async fn list_messages(
         &self,
         user_id: UserId,
@@ -62,12 +102,9 @@ impl ChatService {
         let id = parse_chat_id(chat_id)?;
         let mut listed = self
             .db
-            .run(move |c| match chats::find_chat_for_user(c, id, user_id)? {
-                Some(_) => messages::list_messages(c, id, limit).map(Some),
-                None => Ok(None),
-            })
+            .run(move |c| read_users_chat(c, user_id, id, |c, _| messages::list_messages(c, id, limit)))
             .await?
-            .ok_or_else(|| not_found(chat_id))?;
+            .map_err(|missing| missing.error(chat_id))?;
         // A reply generated here shows its text so far, not only what was last written.
         for message in listed.iter_mut().filter(|m| m.status == MessageStatus::Generating) {
             if let Some(generation) = self.generations.find(message.id).filter(|g| !g.has_ended()) {

@@ -9,7 +9,7 @@ use chat_storage::{DbConnection, Message, NewMessage, StorageError, chats, messa
 use llm_providers::router::{Alias, RouteError};
 use llm_providers::{ProviderError, Usage};
 
-use crate::chats::{not_found, parse_chat_id};
+use crate::chats::{not_found, parse_chat_id, read_users_chat};
 use crate::context::{self, HistoryItem};
 use crate::generation::{Ask, EarlyAsk, Ending, Generation, Job, Reservation, StreamStart, Subscription};
 use crate::tokens::TokenCounter;
@@ -114,7 +114,8 @@ impl ChatService {
 
     /// Stores `text` as the user's message in the chat with a placeholder for the reply, and starts
     /// the generation of the reply by the model behind `alias`. The user's message stays stored
-    /// whatever happens after it was written.
+    /// whatever happens after it was written. The user need not have been looked up: one who no
+    /// longer exists is `UserNotFound`.
     pub async fn send_message(
         &self,
         user_id: UserId,
@@ -132,12 +133,13 @@ impl ChatService {
         let (chat, history) = self
             .db
             .run(move |c| {
-                let Some(chat) = chats::find_chat_for_user(c, id, user_id)? else { return Ok(None) };
-                let history = if servable { read_history(c, &counter, id, i64::MAX, budget)? } else { Vec::new() };
-                Ok(Some((chat, history)))
+                read_users_chat(c, user_id, id, |c, chat| {
+                    let history = if servable { read_history(c, &counter, id, i64::MAX, budget)? } else { Vec::new() };
+                    Ok((chat, history))
+                })
             })
             .await?
-            .ok_or_else(|| not_found(chat_id))?;
+            .map_err(|missing| missing.error(chat_id))?;
         let reservation = self.generations.reserve(id)?;
 
         let system = self.system_prompt(chat.system_prompt);

@@ -187,9 +187,13 @@ async fn unknown_alias_and_foreign_chat_are_refused() {
         Err(ServiceError::UnknownModel { known, .. }) => assert_eq!(known, ["fast"]),
         other => panic!("{other:?}"),
     }
-    let stranger = UserId::new_random();
+    let email = Email::parse("stranger@example.com").unwrap();
+    let stranger = s.svc.register(email, Password::parse("password123".into()).unwrap()).await.unwrap().id;
     let err = ask(&s.svc, stranger, &s.chat, "hi".into(), "fast").await.unwrap_err();
-    assert!(matches!(err, ServiceError::ChatNotFound { .. }));
+    assert!(matches!(err, ServiceError::ChatNotFound { .. }), "{err:?}");
+    // A user id that names nobody (a token outliving its user) is refused before the chat is looked at.
+    let err = ask(&s.svc, UserId::new_random(), &s.chat, "hi".into(), "fast").await.unwrap_err();
+    assert!(matches!(err, ServiceError::UserNotFound), "{err:?}");
 }
 
 #[tokio::test]

@@ -87,14 +87,18 @@ pub fn find_chat_summary_for_user(
     Ok(Some(ChatSummary { chat, message_count }))
 }
 
-/// A page of the user's chats, most recently updated first, and the exact number of their chats.
+/// A page of the user's chats, most recently updated first, and the exact number of their chats; `None` when
+/// the user does not exist.
 pub fn list_chats_for_user(
     conn: &mut DbConnection,
     user_id: UserId,
     limit: i64,
     offset: i64,
-) -> Result<ChatPage, StorageError> {
+) -> Result<Option<ChatPage>, StorageError> {
     let owner = user_id.to_string();
+    let Some(total) = users::table.find(&owner).select(users::chat_count).first(conn).optional()? else {
+        return Ok(None);
+    };
     let page: Vec<Chat> = chats::table
         .filter(chats::user_id.eq(&owner))
         .order((chats::updated_at.desc(), chats::id.desc()))
@@ -102,7 +106,6 @@ pub fn list_chats_for_user(
         .offset(offset)
         .select(Chat::as_select())
         .load(conn)?;
-    let total = users::table.find(&owner).select(users::chat_count).first(conn).optional()?.unwrap_or(0);
     let mut counts = message_counts(conn, &page)?;
     let chats = page
         .into_iter()
@@ -111,7 +114,7 @@ pub fn list_chats_for_user(
             ChatSummary { chat, message_count }
         })
         .collect();
-    Ok(ChatPage { chats, total })
+    Ok(Some(ChatPage { chats, total }))
 }
 
 /// Message counts of `chats`, in one grouped query.

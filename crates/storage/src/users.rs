@@ -53,6 +53,11 @@ pub fn find_user_by_id(conn: &mut DbConnection, id: UserId) -> Result<Option<Use
     Ok(users::table.find(id.to_string()).select(User::as_select()).first(conn).optional()?)
 }
 
+/// Whether the user exists (a valid token's user may have been deleted since it was issued).
+pub fn user_exists(conn: &mut DbConnection, id: UserId) -> Result<bool, StorageError> {
+    Ok(users::table.find(id.to_string()).select(users::id).first::<String>(conn).optional()?.is_some())
+}
+
 /// `email` must be normalised (see `chat_domain::Email`): the column holds only that form.
 pub fn find_user_by_email(conn: &mut DbConnection, email: &str) -> Result<Option<User>, StorageError> {
     Ok(users::table.filter(users::email.eq(email)).select(User::as_select()).first(conn).optional()?)

@@ -108,14 +108,14 @@ fn list_is_newest_first_with_exact_total_and_counts() {
     // A message moves its chat to the top.
     add_message(&db, ids[1], "hello");
     add_message(&db, ids[1], "again");
-    let page = db.with_connection(|c| chats::list_chats_for_user(c, user, 3, 0)).unwrap();
+    let page = db.with_connection(|c| chats::list_chats_for_user(c, user, 3, 0)).unwrap().unwrap();
     assert_eq!(page.total, 5);
     assert_eq!(page.chats.len(), 3);
     assert_eq!(page.chats[0].chat.id, ids[1]);
     assert_eq!(page.chats[0].message_count, 2);
     assert_eq!(page.chats[1].chat.id, ids[4]);
     assert_eq!(page.chats[1].message_count, 0);
-    let rest = db.with_connection(|c| chats::list_chats_for_user(c, user, 3, 3)).unwrap();
+    let rest = db.with_connection(|c| chats::list_chats_for_user(c, user, 3, 3)).unwrap().unwrap();
     assert_eq!(rest.total, 5);
     assert_eq!(rest.chats.len(), 2);
     assert_eq!(rest.chats[1].chat.id, ids[0]);
@@ -130,7 +130,7 @@ fn the_total_follows_creations_and_deletions() {
     let other = new_user(&db, "h@example.com");
     let ids: Vec<ChatId> = (0..3).map(|i| new_chat(&db, user, &format!("chat {i}"))).collect();
     let theirs = new_chat(&db, other, "theirs");
-    let total = |owner| db.with_connection(|c| chats::list_chats_for_user(c, owner, 50, 0)).unwrap().total;
+    let total = |owner| db.with_connection(|c| chats::list_chats_for_user(c, owner, 50, 0)).unwrap().unwrap().total;
     assert_eq!((total(user), total(other)), (3, 1));
     assert!(!db.with_connection(|c| chats::delete_chat_for_user(c, theirs, user)).unwrap());
     assert!(db.with_connection(|c| chats::delete_chat_for_user(c, ids[1], user)).unwrap());
@@ -138,6 +138,10 @@ fn the_total_follows_creations_and_deletions() {
     assert_eq!((total(user), total(other)), (2, 1));
     assert!(db.with_connection(|c| chats::delete_chat_for_user(c, theirs, other)).unwrap());
     assert_eq!((total(user), total(other)), (2, 0));
+    let nobody = UserId::new_random();
+    assert!(db.with_connection(|c| chats::list_chats_for_user(c, nobody, 50, 0)).unwrap().is_none());
+    assert!(!db.with_connection(|c| users::user_exists(c, nobody)).unwrap());
+    assert!(db.with_connection(|c| users::user_exists(c, user)).unwrap());
 }
 
 #[test]

@@ -4,6 +4,6 @@ mod auth;
 mod body;
 mod query;
 
-pub use auth::AuthUser;
+pub use auth::{AuthUser, TokenUser};
 pub use body::{FormBody, JsonBody};
 pub use query::QueryParams;

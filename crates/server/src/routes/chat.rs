@@ -7,7 +7,7 @@ use crate::dto::{
     ChatReplyResponse, ChatRequest, ErrorResponse, ModelResponse, UsageResponse, ValidationErrorResponse,
 };
 use crate::error::{ApiError, unknown_model};
-use crate::extract::{AuthUser, JsonBody};
+use crate::extract::{AuthUser, JsonBody, TokenUser};
 use crate::middleware::Upstream;
 use crate::sse;
 use crate::state::AppState;
@@ -34,7 +34,7 @@ use crate::validation::{FieldError, ObjectReader};
 ))]
 pub async fn send_message(
     state: web::Data<AppState>,
-    AuthUser(user): AuthUser,
+    TokenUser(user_id): TokenUser,
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
     let mut reader = ObjectReader::new(body.0.as_ref())?;
@@ -58,7 +58,7 @@ pub async fn send_message(
     let (Some(chat_id), Some(message)) = (chat_id, message) else {
         return Err(ApiError::Internal("validated fields missing".into()));
     };
-    let started = state.service.send_message(user.id, &chat_id, message, &model).await?;
+    let started = state.service.send_message(user_id, &chat_id, message, &model).await?;
     answer(&state, started, stream).await
 }
 

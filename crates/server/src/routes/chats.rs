@@ -10,7 +10,7 @@ use crate::dto::{
     ValidationErrorResponse,
 };
 use crate::error::ApiError;
-use crate::extract::{AuthUser, JsonBody, QueryParams};
+use crate::extract::{AuthUser, JsonBody, QueryParams, TokenUser};
 use crate::state::AppState;
 use crate::validation::{FieldError, ObjectReader};
 
@@ -101,7 +101,7 @@ pub async fn create_chat(
 ))]
 pub async fn list_chats(
     state: web::Data<AppState>,
-    AuthUser(user): AuthUser,
+    TokenUser(user_id): TokenUser,
     query: QueryParams,
 ) -> Result<HttpResponse, ApiError> {
     let mut errors = Vec::new();
@@ -110,7 +110,7 @@ pub async fn list_chats(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let page = state.service.list_chats(user.id, limit, offset).await?;
+    let page = state.service.list_chats(user_id, limit, offset).await?;
     Ok(HttpResponse::Ok()
         .json(ChatListResponse { chats: page.chats.iter().map(ChatResponse::from).collect(), total: page.total }))
 }
@@ -145,7 +145,7 @@ pub async fn get_chat(
 ))]
 pub async fn list_messages(
     state: web::Data<AppState>,
-    AuthUser(user): AuthUser,
+    TokenUser(user_id): TokenUser,
     chat_id: web::Path<String>,
     query: QueryParams,
 ) -> Result<HttpResponse, ApiError> {
@@ -154,7 +154,7 @@ pub async fn list_messages(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let messages = state.service.list_messages(user.id, &chat_id, limit).await?;
+    let messages = state.service.list_messages(user_id, &chat_id, limit).await?;
     Ok(HttpResponse::Ok().json(messages.iter().map(MessageResponse::from).collect::<Vec<_>>()))
 }
 
