@@ -78,6 +78,28 @@ struct WireMessage<'a> {
     content: &'a str,
 }
 
+/// A chat completions request, serialized straight from the conversation it borrows.
+#[derive(Serialize)]
+pub(crate) struct WireRequest<'a> {
+    model: &'a str,
+    messages: Vec<WireMessage<'a>>,
+    stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_completion_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f64>,
+    /// Without it, streamed answers carry no token counts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Serialize)]
+struct StreamOptions {
+    include_usage: bool,
+}
+
 #[derive(Deserialize)]
 struct WireCompletion {
     #[serde(default)]
@@ -125,34 +147,35 @@ struct WireGroq {
 }
 
 impl Wire for OpenAiCompatible {
-    type Body<'a> = Value;
+    type Body<'a> = WireRequest<'a>;
     type Parser = fn(&SseEvent) -> Result<Step, ProviderError>;
 
     fn endpoint(&self) -> &Endpoint {
         &self.endpoint
     }
 
-    fn body(&self, request: &CompletionRequest, stream: bool) -> Value {
-        let messages: Vec<WireMessage<'_>> =
-            request.messages.iter().map(|m| WireMessage { role: m.role.as_str(), content: &m.content }).collect();
-        let mut body = serde_json::json!({ "model": request.model, "messages": messages, "stream": stream });
-        if let Some(limit) = request.max_output_tokens {
-            let field = match self.max_tokens_field {
-                MaxTokensField::MaxTokens => "max_tokens",
-                MaxTokensField::MaxCompletionTokens => "max_completion_tokens",
-            };
-            body[field] = limit.into();
-        }
-        if let Some(temperature) = request.temperature {
+    fn body<'a>(&self, request: &'a CompletionRequest, stream: bool) -> WireRequest<'a> {
+        let limit = request.max_output_tokens;
+        let (max_tokens, max_completion_tokens) = match self.max_tokens_field {
+            MaxTokensField::MaxTokens => (limit, None),
+            MaxTokensField::MaxCompletionTokens => (None, limit),
+        };
+        WireRequest {
+            model: &request.model,
+            messages: request
+                .messages
+                .iter()
+                .map(|m| WireMessage { role: m.role.as_str(), content: &m.content })
+                .collect(),
+            stream,
+            max_tokens,
+            max_completion_tokens,
             // Through its shortest decimal form, so 0.7f32 goes out as 0.7, not 0.699999988079071.
-            let exact = temperature.to_string().parse::<f64>().unwrap_or(f64::from(temperature));
-            body["temperature"] = serde_json::json!(exact);
+            temperature: request
+                .temperature
+                .map(|temperature| temperature.to_string().parse::<f64>().unwrap_or(f64::from(temperature))),
+            stream_options: stream.then_some(StreamOptions { include_usage: true }),
         }
-        if stream {
-            // Without it, streamed answers carry no token counts.
-            body["stream_options"] = serde_json::json!({ "include_usage": true });
-        }
-        body
     }
 
     fn parse_completion(body: &str) -> Result<Completion, ProviderError> {
@@ -275,11 +298,14 @@ mod tests {
             max_output_tokens: Some(10),
             temperature: Some(0.5),
         };
-        let body = provider.body(&request, true);
+        let body = serde_json::to_value(provider.body(&request, true)).unwrap();
+        assert!(body.get("max_tokens").is_none(), "{body}");
         assert_eq!(body["max_completion_tokens"], 10);
         assert_eq!(body["stream_options"]["include_usage"], true);
         assert_eq!(body["messages"][0]["role"], "user");
         let warm = CompletionRequest { temperature: Some(0.7), ..request };
-        assert_eq!(provider.body(&warm, false)["temperature"].to_string(), "0.7");
+        let body = serde_json::to_string(&provider.body(&warm, false)).unwrap();
+        assert!(body.contains(r#""temperature":0.7"#), "{body}");
+        assert!(!body.contains("stream_options"), "{body}");
     }
 }

@@ -13,7 +13,8 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::openapi::ApiDoc;
 
-/// The routes served without a bearer token. Every other handler takes an `AuthUser`, and a test
+/// The routes served without a bearer token. Every other handler takes an `AuthUser` (or, on the busiest
+/// routes, a `TokenUser` whose user its service call checks), and a test
 /// checks that each documented operation not listed here answers 401 without a token.
 pub const PUBLIC_ROUTES: &[(&str, &str)] = &[
     ("GET", "/"),
