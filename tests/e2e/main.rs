@@ -9,6 +9,7 @@
 mod support;
 
 mod auth;
+mod browser;
 mod chat;
 mod chats;
 mod docs;

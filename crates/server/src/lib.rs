@@ -1,5 +1,6 @@
 //! The HTTP server: configuration, start-up, routes, extractors, event streams, the error mapping and the OpenAPI document.
 
+pub mod browser;
 pub mod config;
 pub mod dto;
 pub mod error;

@@ -14,6 +14,7 @@ use llm_providers::router::Router;
 use crate::dto::ModelResponse;
 use chat_storage::{Database, PoolOptions};
 
+use crate::browser::browser_safety;
 use crate::config::Settings;
 use crate::middleware::request_context;
 use crate::routes;
@@ -209,6 +210,7 @@ impl Application {
             default_model: settings.chat.default_model.clone(),
             keep_alive: settings.chat.keep_alive,
             models,
+            cors: settings.server.cors.clone(),
         });
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let listener =
@@ -219,7 +221,11 @@ impl Application {
             n => n,
         };
         let server = HttpServer::new(move || {
-            App::new().app_data(state.clone()).wrap(from_fn(request_context)).configure(routes::configure)
+            App::new()
+                .app_data(state.clone())
+                .wrap(from_fn(browser_safety))
+                .wrap(from_fn(request_context))
+                .configure(routes::configure)
         })
         .workers(workers)
         .worker_max_blocking_threads(blocking_threads)

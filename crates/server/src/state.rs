@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use chat_service::ChatService;
 
+use crate::browser::CorsPolicy;
 use crate::dto::ModelResponse;
 
 #[derive(Debug, Clone)]
@@ -19,4 +20,6 @@ pub struct AppState {
     pub keep_alive: Duration,
     /// `GET /models`, computed once at start-up.
     pub models: Vec<ModelResponse>,
+    /// Which browser origins may read the API's answers.
+    pub cors: CorsPolicy,
 }

@@ -109,6 +109,7 @@ pub(super) struct FileServer {
     pub max_body_bytes: Option<String>,
     pub workers: Option<String>,
     pub shutdown_timeout_seconds: Option<String>,
+    pub cors_allowed_origins: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

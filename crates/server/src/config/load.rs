@@ -13,6 +13,8 @@ use super::llm;
 use super::{AppEnv, AuthSettings, ChatConfig, DatabaseSettings, LogFormat, LogSettings, ServerSettings, Settings};
 use llm_providers::http::Timeouts;
 
+use crate::browser::CorsPolicy;
+
 /// The original service's system prompt, kept as the default.
 const DEFAULT_SYSTEM_PROMPT: &str = "You are a helpful, friendly AI assistant. Answer clearly and concisely.";
 /// The shortest JWT secret accepted in production: 256 bits, as HS256 needs.
@@ -72,6 +74,13 @@ pub fn load(env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, ConfigError>
             file.server.shutdown_timeout_seconds,
             Duration::from_secs(30),
             |s| parse_num(s, 0, 3600).map(Duration::from_secs),
+        ),
+        cors: r.pick(
+            "CORS_ALLOWED_ORIGINS",
+            "server.cors_allowed_origins",
+            file.server.cors_allowed_origins,
+            CorsPolicy::Off,
+            CorsPolicy::parse,
         ),
     };
 

@@ -10,6 +10,8 @@ use chat_auth::JwtAlgorithm;
 use chat_storage::SqliteSynchronous;
 use secrecy::SecretString;
 
+use crate::browser::CorsPolicy;
+
 pub use load::{ConfigError, Loaded, load};
 
 /// Whether development conveniences are allowed.
@@ -69,6 +71,8 @@ pub struct ServerSettings {
     /// After SIGTERM or Ctrl-C, how long running replies may take to finish before they are stored as
     /// `interrupted` (in-flight requests get as long).
     pub shutdown_timeout: Duration,
+    /// Which browser origins may read the API's answers; none by default.
+    pub cors: CorsPolicy,
 }
 
 /// `Debug` shows the URL's location without its password.
