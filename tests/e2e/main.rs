@@ -12,6 +12,7 @@ mod auth;
 mod browser;
 mod chat;
 mod chats;
+mod crash;
 mod docs;
 mod errors;
 mod messages_and_ownership;
