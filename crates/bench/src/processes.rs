@@ -157,6 +157,9 @@ pub fn start_server(bin_dir: &Path, settings: &ServerSettings) -> anyhow::Result
         // The address is only announced at `info`, by the binary itself; every other target stays at `warn` so that
         // per-request log lines do not weigh on the figures.
         ("RUST_LOG", "warn,chat_server=info,chat_server::middleware=warn".to_owned()),
+        // The load comes from one address and a few users: the server's rate limits would refuse most of it.
+        ("AUTH_RATE_LIMIT_PER_MINUTE", "0".to_owned()),
+        ("REPLY_RATE_LIMIT_PER_MINUTE", "0".to_owned()),
         ("GROQ_API_KEY", "bench".to_owned()),
         ("GROQ_BASE_URL", format!("{}/v1", settings.mock_base)),
     ];

@@ -49,6 +49,11 @@ pub enum ApiError {
     MessageNotFound(String),
     /// The server is shutting down and starts nothing new.
     ShuttingDown,
+    /// The client went over one of the server's own rate limits.
+    TooManyRequests {
+        detail: String,
+        retry_after_secs: u64,
+    },
     /// The provider rate-limited us; the client may retry after this many seconds.
     ProviderRateLimited {
         detail: String,
@@ -112,6 +117,7 @@ impl ApiError {
             ApiError::MessageNotFound(id) => format!("Message with id '{id}' not found in this chat"),
             ApiError::ShuttingDown => "The server is shutting down; please retry in a moment".to_owned(),
             ApiError::ProviderRateLimited { detail, .. }
+            | ApiError::TooManyRequests { detail, .. }
             | ApiError::ProviderTimeout(detail)
             | ApiError::BadGateway(detail)
             | ApiError::ModelUnavailable(detail) => detail.clone(),
@@ -136,7 +142,7 @@ impl ResponseError for ApiError {
             ApiError::GenerationInProgress | ApiError::NothingToRegenerate => StatusCode::CONFLICT,
             ApiError::MessageNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::ProviderRateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::ProviderRateLimited { .. } | ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::ProviderTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::ModelUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -155,7 +161,9 @@ impl ResponseError for ApiError {
         if status == StatusCode::UNAUTHORIZED {
             response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
         }
-        if let ApiError::ProviderRateLimited { retry_after_secs, .. } = self {
+        if let ApiError::ProviderRateLimited { retry_after_secs, .. }
+        | ApiError::TooManyRequests { retry_after_secs, .. } = self
+        {
             response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
         }
         match self {

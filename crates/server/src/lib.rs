@@ -5,6 +5,7 @@ pub mod config;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod limits;
 pub mod memory;
 pub mod middleware;
 pub mod openapi;

@@ -16,6 +16,7 @@ use chat_storage::{Database, PoolOptions};
 
 use crate::browser::browser_safety;
 use crate::config::Settings;
+use crate::limits::Limits;
 use crate::middleware::request_context;
 use crate::routes;
 use crate::state::AppState;
@@ -211,6 +212,11 @@ impl Application {
             keep_alive: settings.chat.keep_alive,
             models,
             cors: settings.server.cors.clone(),
+            limits: std::sync::Arc::new(Limits::new(
+                settings.server.auth_rate_limit_per_minute,
+                settings.server.reply_rate_limit_per_minute,
+                settings.server.client_ip_header.clone(),
+            )),
         });
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let listener =

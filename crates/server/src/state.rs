@@ -6,6 +6,7 @@ use chat_service::ChatService;
 
 use crate::browser::CorsPolicy;
 use crate::dto::ModelResponse;
+use crate::limits::Limits;
 
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -22,4 +23,6 @@ pub struct AppState {
     pub models: Vec<ModelResponse>,
     /// Which browser origins may read the API's answers.
     pub cors: CorsPolicy,
+    /// Rate limits on sign-up and login, and on new replies.
+    pub limits: std::sync::Arc<Limits>,
 }

@@ -110,6 +110,9 @@ pub(super) struct FileServer {
     pub workers: Option<String>,
     pub shutdown_timeout_seconds: Option<String>,
     pub cors_allowed_origins: Option<String>,
+    pub auth_rate_limit_per_minute: Option<String>,
+    pub reply_rate_limit_per_minute: Option<String>,
+    pub client_ip_header: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

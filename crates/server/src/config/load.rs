@@ -82,6 +82,29 @@ pub fn load(env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, ConfigError>
             CorsPolicy::Off,
             CorsPolicy::parse,
         ),
+        auth_rate_limit_per_minute: r.pick(
+            "AUTH_RATE_LIMIT_PER_MINUTE",
+            "server.auth_rate_limit_per_minute",
+            file.server.auth_rate_limit_per_minute,
+            30,
+            |s| parse_num(s, 0, 1_000_000),
+        ),
+        reply_rate_limit_per_minute: r.pick(
+            "REPLY_RATE_LIMIT_PER_MINUTE",
+            "server.reply_rate_limit_per_minute",
+            file.server.reply_rate_limit_per_minute,
+            120,
+            |s| parse_num(s, 0, 1_000_000),
+        ),
+        client_ip_header: r.pick_optional(
+            "CLIENT_IP_HEADER",
+            "server.client_ip_header",
+            file.server.client_ip_header,
+            |s| {
+                actix_web::http::header::HeaderName::from_bytes(s.trim().as_bytes())
+                    .map_err(|_| format!("{s:?} is not a header name"))
+            },
+        ),
     };
 
     let database = DatabaseSettings {

@@ -73,6 +73,12 @@ pub struct ServerSettings {
     pub shutdown_timeout: Duration,
     /// Which browser origins may read the API's answers; none by default.
     pub cors: CorsPolicy,
+    /// Sign-up and login attempts a minute per client address; 0 for no limit.
+    pub auth_rate_limit_per_minute: u32,
+    /// New replies (messages and regenerations) a minute per user; 0 for no limit.
+    pub reply_rate_limit_per_minute: u32,
+    /// Behind a proxy, the header it puts the client's address in (the last address in it counts).
+    pub client_ip_header: Option<actix_web::http::header::HeaderName>,
 }
 
 /// `Debug` shows the URL's location without its password.

@@ -7,7 +7,7 @@ use crate::dto::{
     ErrorResponse, LoginRequest, RegisterRequest, TokenForm, TokenResponse, UserResponse, ValidationErrorResponse,
 };
 use crate::error::ApiError;
-use crate::extract::{AuthUser, FormBody, JsonBody};
+use crate::extract::{AuthAttempt, AuthUser, FormBody, JsonBody};
 use crate::state::AppState;
 use crate::validation::{FieldError, ObjectReader};
 
@@ -35,8 +35,9 @@ fn parse_email(reader: &mut ObjectReader<'_>) -> Option<Email> {
     (status = 409, body = ErrorResponse, description = "Email already registered"),
     (status = 413, body = ErrorResponse),
     (status = 422, body = ValidationErrorResponse, description = "Bad email, or password length out of bounds"),
+    (status = 429, body = ErrorResponse, description = "Too many attempts from this address; see Retry-After"),
 ))]
-pub async fn register(state: web::Data<AppState>, body: JsonBody) -> Result<HttpResponse, ApiError> {
+pub async fn register(_: AuthAttempt, state: web::Data<AppState>, body: JsonBody) -> Result<HttpResponse, ApiError> {
     let mut reader = ObjectReader::new(body.0.as_ref())?;
     let email = parse_email(&mut reader);
     let password = reader.required_str("password").and_then(|raw| {
@@ -65,8 +66,9 @@ pub async fn register(state: web::Data<AppState>, body: JsonBody) -> Result<Http
     (status = 401, body = ErrorResponse, description = "Invalid email or password"),
     (status = 413, body = ErrorResponse),
     (status = 422, body = ValidationErrorResponse),
+    (status = 429, body = ErrorResponse, description = "Too many attempts from this address; see Retry-After"),
 ))]
-pub async fn login(state: web::Data<AppState>, body: JsonBody) -> Result<HttpResponse, ApiError> {
+pub async fn login(_: AuthAttempt, state: web::Data<AppState>, body: JsonBody) -> Result<HttpResponse, ApiError> {
     let mut reader = ObjectReader::new(body.0.as_ref())?;
     let email = parse_email(&mut reader);
     let password = reader.required_str("password").and_then(|raw| {
@@ -96,8 +98,9 @@ pub async fn login(state: web::Data<AppState>, body: JsonBody) -> Result<HttpRes
         (status = 401, body = ErrorResponse, description = "Invalid email or password"),
         (status = 413, body = ErrorResponse),
         (status = 422, body = ValidationErrorResponse),
+        (status = 429, body = ErrorResponse, description = "Too many attempts from this address; see Retry-After"),
 ))]
-pub async fn token(state: web::Data<AppState>, form: FormBody) -> Result<HttpResponse, ApiError> {
+pub async fn token(_: AuthAttempt, state: web::Data<AppState>, form: FormBody) -> Result<HttpResponse, ApiError> {
     let mut errors = Vec::new();
     let mut field = |name: &str| match form.get(name).filter(|v| !v.is_empty()) {
         Some(value) => Some(value.to_owned()),

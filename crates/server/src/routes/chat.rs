@@ -27,7 +27,7 @@ use crate::validation::{FieldError, ObjectReader};
         (status = 409, body = ErrorResponse, description = "A reply is already being generated in this chat"),
         (status = 413, body = ErrorResponse),
         (status = 422, body = ValidationErrorResponse, description = "Empty or too long message, unknown model"),
-        (status = 429, body = ErrorResponse, description = "The provider is rate limiting; see Retry-After"),
+        (status = 429, body = ErrorResponse, description = "Too many new replies for this account, or the provider is rate limiting; see Retry-After"),
         (status = 502, body = ErrorResponse, description = "The provider failed or answered unusably"),
         (status = 503, body = ErrorResponse, description = "No provider can serve the model"),
         (status = 504, body = ErrorResponse, description = "The provider did not answer in time"),
@@ -58,6 +58,7 @@ pub async fn send_message(
     let (Some(chat_id), Some(message)) = (chat_id, message) else {
         return Err(ApiError::Internal("validated fields missing".into()));
     };
+    state.limits.reply(user_id)?;
     let started = state.service.send_message(user_id, &chat_id, message, &model).await?;
     answer(&state, started, stream).await
 }
