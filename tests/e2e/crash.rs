@@ -68,7 +68,8 @@ async fn writer(server: Arc<(String, reqwest::Client)>, user: TestUser, n: usize
 async fn every_write_acknowledged_before_a_sigkill_under_load_is_there_after_the_restart() {
     let mock = MockLlm::start().await.unwrap();
     let groq = format!("{}/v1", mock.base_url());
-    let env = [("GROQ_API_KEY", GROQ_KEY), ("GROQ_BASE_URL", groq.as_str())];
+    // One user's 16 writers at once: over the default limit on a user's running replies.
+    let env = [("GROQ_API_KEY", GROQ_KEY), ("GROQ_BASE_URL", groq.as_str()), ("MAX_REPLIES_PER_USER", "0")];
     let mut server = TestServer::start_in(crate::support::TestDir::new(), &env, &[]).await;
     let user = server.signup().await;
 

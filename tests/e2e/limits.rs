@@ -4,8 +4,9 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::support::TestServer;
+use crate::support::conversation::{cancel, read_deltas, slow_reply, words};
 use crate::support::llm;
+use crate::support::{TestServer, sse};
 
 #[tokio::test]
 async fn auth_attempts_over_the_limit_get_429_with_retry_after_and_other_routes_still_answer() {
@@ -75,4 +76,38 @@ async fn new_replies_over_a_users_limit_get_429_and_other_users_are_not_affected
     assert_eq!(status, StatusCode::OK);
     let (status, _) = server.get("/chats", Some(&user.token)).await;
     assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_user_may_have_only_so_many_replies_running_at_once() {
+    let (mock, server, user, first) = llm::setup(None, &[("MAX_REPLIES_PER_USER", "2")]).await;
+    mock.script([slow_reply(&words(40), 10), slow_reply(&words(40), 10)]).await.unwrap();
+    let second = server.create_chat(&user, None).await["id"].as_str().unwrap().to_owned();
+    let third = server.create_chat(&user, None).await["id"].as_str().unwrap().to_owned();
+    let mut running = Vec::new();
+    for chat in [&first, &second] {
+        let mut stream = sse::post_chat(&server, &user, json!({"chat_id": chat, "message": "long"})).await.unwrap();
+        read_deltas(&mut stream, 1).await;
+        running.push(stream);
+    }
+    let (status, headers, answer) = server
+        .call(reqwest::Method::POST, "/chat", Some(&user.token), Some(json!({"chat_id": third, "message": "third"})))
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{answer}");
+    assert_eq!(headers["retry-after"], "1");
+    assert!(answer["detail"].as_str().unwrap().contains("already has 2 replies being generated"), "{answer}");
+    // Nothing was stored for it.
+    let (_, messages) = server.get(&format!("/chats/{third}/messages"), Some(&user.token)).await;
+    assert_eq!(messages, json!([]));
+    // Another user is not held back.
+    let other = server.signup().await;
+    let theirs = server.create_chat(&other, None).await["id"].as_str().unwrap().to_owned();
+    let (status, _) = server.post("/chat", Some(&other.token), json!({"chat_id": theirs, "message": "hi"})).await;
+    assert_eq!(status, StatusCode::OK);
+    // Once one of the user's replies is stopped, the next one runs.
+    let (status, _) = cancel(&server, &user, &first).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, reply) = server.post("/chat", Some(&user.token), json!({"chat_id": third, "message": "third"})).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    drop(running);
 }

@@ -370,11 +370,12 @@ async fn the_events_of_anything_but_ones_own_assistant_message_are_404() {
 async fn two_hundred_concurrent_streams_each_get_their_own_reply_whole_and_in_order() {
     const STREAMS: usize = 200;
     let mock = MockLlm::start_with(Defaults { tokens_per_second: Some(50.0), ..Defaults::default() }).await.unwrap();
-    // One user's 200 replies at once: over the default rate limit of new replies, which is not what is tested here.
+    // One user's 200 replies at once: over the default limits on new replies, which are not what is tested here.
     let env = [
         ("LLM_FIRST_TOKEN_TIMEOUT_MS", "15000"),
         ("LLM_TOTAL_TIMEOUT_MS", "20000"),
         ("REPLY_RATE_LIMIT_PER_MINUTE", "0"),
+        ("MAX_REPLIES_PER_USER", "0"),
     ];
     let server = start(Some(&mock.base_url()), None, &env).await;
     let user = server.signup().await;

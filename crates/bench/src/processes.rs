@@ -160,6 +160,7 @@ pub fn start_server(bin_dir: &Path, settings: &ServerSettings) -> anyhow::Result
         // The load comes from one address and a few users: the server's rate limits would refuse most of it.
         ("AUTH_RATE_LIMIT_PER_MINUTE", "0".to_owned()),
         ("REPLY_RATE_LIMIT_PER_MINUTE", "0".to_owned()),
+        ("MAX_REPLIES_PER_USER", "0".to_owned()),
         ("GROQ_API_KEY", "bench".to_owned()),
         ("GROQ_BASE_URL", format!("{}/v1", settings.mock_base)),
     ];

@@ -189,6 +189,12 @@ impl From<ServiceError> for ApiError {
                 ApiError::Validation(vec![FieldError::value_error(&["body", "message"], too_large)])
             }
             ServiceError::GenerationInProgress => ApiError::GenerationInProgress,
+            ServiceError::TooManyGenerations { limit } => ApiError::TooManyRequests {
+                detail: format!(
+                    "This account already has {limit} replies being generated; wait for one to finish, or cancel one"
+                ),
+                retry_after_secs: 1,
+            },
             ServiceError::NothingToRegenerate => ApiError::NothingToRegenerate,
             ServiceError::MessageNotFound { message_id } => ApiError::MessageNotFound(message_id.to_string()),
             ServiceError::ShuttingDown => ApiError::ShuttingDown,

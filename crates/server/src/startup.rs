@@ -195,6 +195,7 @@ impl Application {
                 flush_interval: settings.chat.flush_interval,
                 resume_window: settings.chat.resume_window,
                 lease: settings.chat.generation_lease,
+                max_per_user: settings.chat.max_replies_per_user,
                 ..GenerationSettings::default()
             },
         };

@@ -140,7 +140,7 @@ impl ChatService {
             })
             .await?
             .map_err(|missing| missing.error(chat_id))?;
-        let reservation = self.generations.reserve(id)?;
+        let reservation = self.generations.reserve(id, user_id)?;
 
         let system = self.system_prompt(chat.system_prompt);
         let new_tokens = self.tokens_of(&text);
@@ -186,7 +186,7 @@ impl ChatService {
         let id = parse_chat_id(chat_id)?;
         let chat =
             self.db.run(move |c| chats::find_chat_for_user(c, id, user_id)).await?.ok_or_else(|| not_found(chat_id))?;
-        let reservation = self.generations.reserve(id)?;
+        let reservation = self.generations.reserve(id, user_id)?;
         let exchange = self.db.run(move |c| messages::last_exchange(c, id)).await?;
         let Some((question, replies)) = exchange.split_first() else {
             return Err(ServiceError::NothingToRegenerate);

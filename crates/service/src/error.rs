@@ -27,6 +27,9 @@ pub enum ServiceError {
     MessageTooLarge(TooLarge),
     #[error("a reply is already being generated in this chat")]
     GenerationInProgress,
+    /// The user already has this many replies running (in this process).
+    #[error("{limit} replies are already running for this user")]
+    TooManyGenerations { limit: usize },
     /// The server is shutting down and starts no new replies (or stopped this one).
     #[error("the server is shutting down")]
     ShuttingDown,

@@ -40,6 +40,7 @@ pub(super) struct FileChat {
     pub stream_resume_seconds: Option<String>,
     pub keep_alive_seconds: Option<String>,
     pub generation_lease_seconds: Option<String>,
+    pub max_replies_per_user: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -243,6 +243,13 @@ pub fn load(env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, ConfigError>
             Duration::from_secs(30),
             |s| parse_num(s, 1, 3600).map(Duration::from_secs),
         ),
+        max_replies_per_user: r.pick(
+            "MAX_REPLIES_PER_USER",
+            "chat.max_replies_per_user",
+            file.chat.max_replies_per_user,
+            4,
+            |s| parse_num(s, 0, 1_000_000),
+        ),
     };
     let timeouts = Timeouts {
         connect: r.pick(

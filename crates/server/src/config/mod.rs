@@ -57,6 +57,8 @@ pub struct ChatConfig {
     /// On a shared database, how long a reply may go unheard of before another server stores it as
     /// `interrupted` (its server died).
     pub generation_lease: Duration,
+    /// The most replies one user may have running at once (per server process); 0 for no limit.
+    pub max_replies_per_user: usize,
 }
 
 #[derive(Debug, Clone)]

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use chat_domain::time::now_utc;
-use chat_domain::{ChatId, MessageStatus};
+use chat_domain::{ChatId, MessageStatus, UserId};
 use chat_storage::{Database, FinishedReply};
 use tokio_util::task::TaskTracker;
 
@@ -44,6 +44,8 @@ pub struct GenerationSettings {
     /// On a database shared by several servers, a reply not heard of (flushed or marked alive) for this
     /// long is taken as abandoned by a server that died, and stored as `interrupted` by another.
     pub lease: Duration,
+    /// The most replies one user may have running at once in this process; 0 for no limit.
+    pub max_per_user: usize,
 }
 
 impl Default for GenerationSettings {
@@ -53,6 +55,7 @@ impl Default for GenerationSettings {
             resume_window: Duration::from_secs(300),
             resume_bytes: 32 << 20,
             lease: Duration::from_secs(30),
+            max_per_user: 0,
         }
     }
 }
@@ -89,6 +92,9 @@ enum Slot {
 #[derive(Debug, Default)]
 struct Registry {
     chats: HashMap<ChatId, Slot>,
+    /// Whose each reserved or running chat is, and how many each user has.
+    owners: HashMap<ChatId, UserId>,
+    per_user: HashMap<UserId, usize>,
     /// Running and recently finished generations, by assistant message id.
     messages: HashMap<i64, Arc<Generation>>,
     /// Finished generations still in `messages`, oldest first: when each ended, and the memory it holds.
@@ -111,7 +117,22 @@ pub(crate) struct Reservation {
 impl Drop for Reservation {
     fn drop(&mut self) {
         if !self.used {
-            self.shared.registry().chats.remove(&self.chat_id);
+            self.shared.registry().free(self.chat_id);
+        }
+    }
+}
+
+impl Registry {
+    /// Frees the chat's slot, and its user's count.
+    fn free(&mut self, chat_id: ChatId) {
+        self.chats.remove(&chat_id);
+        if let Some(user) = self.owners.remove(&chat_id)
+            && let Some(count) = self.per_user.get_mut(&user)
+        {
+            *count -= 1;
+            if *count == 0 {
+                self.per_user.remove(&user);
+            }
         }
     }
 }
@@ -150,7 +171,7 @@ impl Shared {
         let mut registry = self.registry();
         let chat_id = generation.start.chat_id;
         if matches!(registry.chats.get(&chat_id), Some(Slot::Running(g)) if Arc::ptr_eq(g, generation)) {
-            registry.chats.remove(&chat_id);
+            registry.free(chat_id);
         }
         // What a kept generation costs besides its text, so that many tiny replies count too.
         let size = generation.memory() + RETAINED_OVERHEAD;
@@ -207,7 +228,7 @@ impl Generations {
     }
 
     /// Takes the chat's slot, or says why not.
-    pub(crate) fn reserve(&self, chat_id: ChatId) -> Result<Reservation, ServiceError> {
+    pub(crate) fn reserve(&self, chat_id: ChatId, user: UserId) -> Result<Reservation, ServiceError> {
         let mut registry = self.shared.registry();
         if registry.closing {
             return Err(ServiceError::ShuttingDown);
@@ -215,7 +236,13 @@ impl Generations {
         if registry.chats.contains_key(&chat_id) {
             return Err(ServiceError::GenerationInProgress);
         }
+        let limit = self.shared.settings.max_per_user;
+        if limit > 0 && registry.per_user.get(&user).is_some_and(|&running| running >= limit) {
+            return Err(ServiceError::TooManyGenerations { limit });
+        }
         registry.chats.insert(chat_id, Slot::Reserved { stop: None });
+        registry.owners.insert(chat_id, user);
+        *registry.per_user.entry(user).or_default() += 1;
         Ok(Reservation { shared: Arc::clone(&self.shared), chat_id, used: false })
     }
 
@@ -378,7 +405,7 @@ mod tests {
     async fn a_stop_asked_for_before_the_launch_stops_the_generation_as_it_launches() {
         let (_dir, generations, generation) = fixture();
         let chat = generation.start.chat_id;
-        let reservation = generations.reserve(chat).unwrap();
+        let reservation = generations.reserve(chat, UserId::new_random()).unwrap();
         assert!(generations.stop_chat(chat, StopReason::Cancel).is_none(), "nothing runs yet");
         let task_generation = Arc::clone(&generation);
         generations.launch(reservation, Arc::clone(&generation), async move {
@@ -392,7 +419,7 @@ mod tests {
     #[tokio::test]
     async fn shutdown_waits_for_reserved_slots_and_stops_what_launches_after_the_grace() {
         let (_dir, generations, generation) = fixture();
-        let reservation = generations.reserve(generation.start.chat_id).unwrap();
+        let reservation = generations.reserve(generation.start.chat_id, UserId::new_random()).unwrap();
         let shutting = tokio::spawn({
             let generations = generations.clone();
             async move { generations.shutdown(Duration::from_millis(30)).await }
@@ -409,14 +436,48 @@ mod tests {
         shutting.await.unwrap();
         assert!(generation.has_ended(), "shutdown returned only once the late generation had ended");
         assert_eq!(generation.stop_reason(), Some(StopReason::Shutdown));
-        assert!(matches!(generations.reserve(ChatId::new_random()), Err(ServiceError::ShuttingDown)));
+        assert!(matches!(
+            generations.reserve(ChatId::new_random(), UserId::new_random()),
+            Err(ServiceError::ShuttingDown)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_user_may_have_at_most_max_per_user_replies_reserved_or_running() {
+        let (_dir, fixture, generation) = fixture();
+        let settings = GenerationSettings { max_per_user: 2, ..GenerationSettings::default() };
+        let generations = Generations::new(fixture.shared.db.clone(), settings);
+        let (user, other) = (UserId::new_random(), UserId::new_random());
+        let running = generations.reserve(generation.start.chat_id, user).unwrap();
+        let second = generations.reserve(ChatId::new_random(), user).unwrap();
+        let third = ChatId::new_random();
+        assert!(matches!(generations.reserve(third, user), Err(ServiceError::TooManyGenerations { limit: 2 })));
+        // Another user has their own count.
+        drop(generations.reserve(third, other).unwrap());
+        // A reservation given up frees its place.
+        drop(second);
+        let third = generations.reserve(third, user).unwrap();
+        assert!(generations.reserve(ChatId::new_random(), user).is_err());
+        // So does a reply that ends.
+        let task_generation = Arc::clone(&generation);
+        generations.launch(running, Arc::clone(&generation), async move {
+            task_generation.end(Ending::Failed(StreamFailure::Interrupted), MessageStatus::Interrupted, None);
+        });
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while generations.reserve(ChatId::new_random(), user).is_err() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .unwrap();
+        drop(third);
     }
 
     #[tokio::test]
     async fn a_task_that_ends_without_its_ending_wakes_its_waiters_and_is_stored_interrupted() {
         let (_dir, generations, generation) = fixture();
         generation.append("kept");
-        let reservation = generations.reserve(generation.start.chat_id).unwrap();
+        let reservation = generations.reserve(generation.start.chat_id, UserId::new_random()).unwrap();
         generations.launch(reservation, Arc::clone(&generation), async {});
         tokio::time::timeout(Duration::from_secs(5), generation.ended()).await.unwrap();
         assert!(matches!(generation.take_error(), Some(ServiceError::ShuttingDown)));
