@@ -15,6 +15,7 @@ mod chats;
 mod crash;
 mod docs;
 mod errors;
+mod faults;
 mod limits;
 mod messages_and_ownership;
 mod provider_failures;
