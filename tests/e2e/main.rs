@@ -18,6 +18,7 @@ mod errors;
 mod faults;
 mod limits;
 mod messages_and_ownership;
+mod metrics;
 mod provider_failures;
 mod replies;
 mod request_ids_and_logs;

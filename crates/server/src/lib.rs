@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 pub mod limits;
 pub mod memory;
+pub mod metrics;
 pub mod middleware;
 pub mod openapi;
 pub mod routes;

@@ -110,6 +110,9 @@ async fn main() -> ExitCode {
         }
     };
     tracing::info!(environment = ?env, "listening on http://{}", app.address());
+    if let Some(address) = app.metrics_address() {
+        tracing::info!("metrics on http://{address}/metrics");
+    }
     match app.run_until_stopped().await {
         Ok(()) => {
             tracing::info!("server stopped");

@@ -6,7 +6,10 @@ use actix_web::body::{BodySize, BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
+use actix_web::web;
 use tracing::Instrument;
+
+use crate::state::AppState;
 use tracing::field::Empty;
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -86,6 +89,15 @@ pub async fn request_context(
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     let upstream = response.response().extensions().get::<Upstream>().copied();
+    if let Some(state) = response.request().app_data::<web::Data<AppState>>() {
+        let streamed = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|value| value.as_bytes().starts_with(b"text/event-stream"));
+        let provider = upstream.and_then(|Upstream(upstream)| upstream).map(|upstream| (upstream, streamed));
+        let method = response.request().method().as_str().to_owned();
+        state.metrics.record(&method, &route, response.status().as_u16(), started.elapsed(), provider);
+    }
     if let Some(Upstream(upstream)) = upstream
         && let Ok(value) = HeaderValue::from_str(&server_timing(upstream, started.elapsed()))
     {

@@ -18,7 +18,7 @@ use crate::validation::FieldError;
         license(name = "MIT"),
     ),
     paths(
-        meta::root, meta::health,
+        meta::root, meta::health, crate::metrics::metrics,
         auth::register, auth::login, auth::token, auth::me,
         chats::create_chat, chats::list_chats, chats::get_chat, chats::list_messages,
         chats::update_chat, chats::delete_chat,

@@ -17,6 +17,7 @@ use chat_storage::{Database, PoolOptions};
 use crate::browser::browser_safety;
 use crate::config::Settings;
 use crate::limits::Limits;
+use crate::metrics::Metrics;
 use crate::middleware::request_context;
 use crate::routes;
 use crate::state::AppState;
@@ -47,6 +48,8 @@ pub enum StartupError {
 pub struct Application {
     address: SocketAddr,
     server: Server,
+    /// The server of `GET /metrics` on `METRICS_ADDRESS`, and its address.
+    metrics: Option<(SocketAddr, Server)>,
     service: ChatService,
     /// How long running replies may take to finish after a shutdown signal.
     grace: Duration,
@@ -213,6 +216,8 @@ impl Application {
             keep_alive: settings.chat.keep_alive,
             models,
             cors: settings.server.cors.clone(),
+            metrics: std::sync::Arc::new(Metrics::default()),
+            metrics_elsewhere: settings.server.metrics_address.is_some(),
             limits: std::sync::Arc::new(Limits::new(
                 settings.server.auth_rate_limit_per_minute,
                 settings.server.reply_rate_limit_per_minute,
@@ -226,6 +231,10 @@ impl Application {
         let workers = match settings.server.workers {
             0 => cores(),
             n => n,
+        };
+        let metrics = match &settings.server.metrics_address {
+            Some(address) => Some(metrics_server(address, state.clone())?),
+            None => None,
         };
         let server = HttpServer::new(move || {
             App::new()
@@ -246,21 +255,30 @@ impl Application {
         .listen(listener)
         .map_err(StartupError::Server)?
         .run();
-        Ok(Self { address: bound, server, service, grace: settings.server.shutdown_timeout })
+        Ok(Self { address: bound, server, metrics, service, grace: settings.server.shutdown_timeout })
     }
 
     pub fn address(&self) -> SocketAddr {
         self.address
     }
 
+    /// Where `GET /metrics` is served, when on an address of its own.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(address, _)| *address)
+    }
+
     /// Serves until SIGTERM or Ctrl-C. Then no new reply starts, running replies get the grace period
     /// to finish (and are stored as `interrupted` after it), and in-flight requests finish within the
     /// shutdown timeout.
     pub async fn run_until_stopped(self) -> Result<(), StartupError> {
-        let Self { server, service, grace, .. } = self;
+        let Self { server, service, grace, metrics, .. } = self;
         let handle = server.handle();
         // The server runs as its own task: it must keep running while the replies are given their grace.
         let mut serving = actix_rt::spawn(server);
+        let metrics = metrics.map(|(_, metrics)| {
+            let handle = metrics.handle();
+            (handle, actix_rt::spawn(metrics))
+        });
         crate::memory::release_after_start_up_and_periodically();
         tokio::select! {
             stopped = &mut serving => return stopped.map_err(task_failed)?.map_err(StartupError::Server),
@@ -275,6 +293,27 @@ impl Application {
             );
         }
         handle.stop(true).await;
+        if let Some((handle, serving)) = metrics {
+            handle.stop(true).await;
+            let _ = serving.await;
+        }
         serving.await.map_err(task_failed)?.map_err(StartupError::Server)
     }
+}
+
+/// The server of `GET /metrics` alone, on `address`, with one worker.
+fn metrics_server(address: &str, state: web::Data<AppState>) -> Result<(SocketAddr, Server), StartupError> {
+    let listener =
+        TcpListener::bind(address).map_err(|source| StartupError::Bind { address: address.to_owned(), source })?;
+    let bound = listener.local_addr().map_err(|source| StartupError::Bind { address: address.to_owned(), source })?;
+    let server = HttpServer::new(move || {
+        App::new().app_data(state.clone()).route("/metrics", web::get().to(crate::metrics::metrics_only))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .listen(listener)
+    .map_err(StartupError::Server)?
+    .run();
+    Ok((bound, server))
 }

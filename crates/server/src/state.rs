@@ -7,6 +7,7 @@ use chat_service::ChatService;
 use crate::browser::CorsPolicy;
 use crate::dto::ModelResponse;
 use crate::limits::Limits;
+use crate::metrics::Metrics;
 
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -23,6 +24,10 @@ pub struct AppState {
     pub models: Vec<ModelResponse>,
     /// Which browser origins may read the API's answers.
     pub cors: CorsPolicy,
+    /// What the server has answered, for `GET /metrics`.
+    pub metrics: std::sync::Arc<Metrics>,
+    /// `GET /metrics` is served on an address of its own (`METRICS_ADDRESS`), not the API's.
+    pub metrics_elsewhere: bool,
     /// Rate limits on sign-up and login, and on new replies.
     pub limits: std::sync::Arc<Limits>,
 }

@@ -1,6 +1,7 @@
 //! The use-cases: accounts, chat management and conversations with models, driven without HTTP.
 
 mod accounts;
+mod activity;
 mod chats;
 pub mod context;
 mod conversation;
@@ -13,6 +14,7 @@ use chat_auth::{PasswordHasher, TokenKeys};
 use chat_storage::Database;
 use llm_providers::router::Router;
 
+pub use activity::Activity;
 pub use conversation::{Reply, Started};
 pub use error::ServiceError;
 pub use generation::{
@@ -56,6 +58,11 @@ impl ChatService {
 
     pub fn router(&self) -> &Router {
         &self.router
+    }
+
+    /// Replies running now, and what the service has done since it started (for metrics).
+    pub fn activity(&self) -> Activity {
+        self.generations.activity()
     }
 
     /// The same service answering through another router (the rest shared).

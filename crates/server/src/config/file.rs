@@ -114,6 +114,7 @@ pub(super) struct FileServer {
     pub auth_rate_limit_per_minute: Option<String>,
     pub reply_rate_limit_per_minute: Option<String>,
     pub client_ip_header: Option<String>,
+    pub metrics_address: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

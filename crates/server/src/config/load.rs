@@ -96,6 +96,17 @@ pub fn load(env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, ConfigError>
             120,
             |s| parse_num(s, 0, 1_000_000),
         ),
+        metrics_address: r.pick_optional(
+            "METRICS_ADDRESS",
+            "server.metrics_address",
+            file.server.metrics_address,
+            |s| {
+                s.trim()
+                    .parse::<std::net::SocketAddr>()
+                    .map(|_| s.trim().to_owned())
+                    .map_err(|_| format!("{s:?} is not an address: write it as host:port, such as 127.0.0.1:9100"))
+            },
+        ),
         client_ip_header: r.pick_optional(
             "CLIENT_IP_HEADER",
             "server.client_ip_header",

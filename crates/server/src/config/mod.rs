@@ -79,6 +79,8 @@ pub struct ServerSettings {
     pub auth_rate_limit_per_minute: u32,
     /// New replies (messages and regenerations) a minute per user; 0 for no limit.
     pub reply_rate_limit_per_minute: u32,
+    /// Where `GET /metrics` is served instead of the API's address (`host:port`), if anywhere.
+    pub metrics_address: Option<String>,
     /// Behind a proxy, the header it puts the client's address in (the last address in it counts).
     pub client_ip_header: Option<actix_web::http::header::HeaderName>,
 }

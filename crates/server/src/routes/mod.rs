@@ -19,6 +19,7 @@ use crate::openapi::ApiDoc;
 pub const PUBLIC_ROUTES: &[(&str, &str)] = &[
     ("GET", "/"),
     ("GET", "/health"),
+    ("GET", "/metrics"),
     ("POST", "/auth/register"),
     ("POST", "/auth/login"),
     ("POST", "/auth/token"),
@@ -37,6 +38,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     let openapi = ApiDoc::openapi();
     cfg.service(resource("/").route(web::get().to(meta::root)))
         .service(resource("/health").route(web::get().to(meta::health)))
+        .service(resource("/metrics").route(web::get().to(crate::metrics::metrics)))
         .service(resource("/auth/register").route(web::post().to(auth::register)))
         .service(resource("/auth/login").route(web::post().to(auth::login)))
         .service(resource("/auth/token").route(web::post().to(auth::token)))

@@ -23,6 +23,8 @@ pub(crate) use run::{Ask, EarlyAsk, Job};
 pub use subscription::Subscription;
 
 use crate::ServiceError;
+use crate::activity::{Activity, Tally};
+use llm_providers::Usage;
 
 /// Memory a finished generation kept for resuming takes besides its text (an estimate).
 const RETAINED_OVERHEAD: usize = 512;
@@ -79,6 +81,8 @@ struct Shared {
     flusher: OnceLock<()>,
     /// When running replies were last marked alive, and abandoned ones last looked for.
     last_heartbeat: Mutex<Instant>,
+    /// Replies ended and tokens counted since start-up.
+    tally: Tally,
 }
 
 /// A chat's generation: reserved while its messages are stored (a stop asked for meanwhile is kept
@@ -223,11 +227,23 @@ impl Generations {
             tracker: TaskTracker::new(),
             flusher: OnceLock::new(),
             last_heartbeat: Mutex::new(Instant::now()),
+            tally: Tally::default(),
         };
         Self { shared: Arc::new(shared) }
     }
 
     /// Takes the chat's slot, or says why not.
+    /// Replies running now, and the tally since start-up.
+    pub(crate) fn activity(&self) -> Activity {
+        let running = self.shared.registry().chats.values().filter(|slot| matches!(slot, Slot::Running(_))).count();
+        self.shared.tally.read(running)
+    }
+
+    /// Counts a reply that ended (stored with `status`) and its tokens.
+    pub(crate) fn count_reply(&self, status: MessageStatus, usage: Usage) {
+        self.shared.tally.reply(status, usage);
+    }
+
     pub(crate) fn reserve(&self, chat_id: ChatId, user: UserId) -> Result<Reservation, ServiceError> {
         let mut registry = self.shared.registry();
         if registry.closing {

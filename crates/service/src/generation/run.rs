@@ -158,6 +158,7 @@ impl ChatService {
             Ending::Failed(failure) => Some(failure.stored().to_owned()),
             Ending::Done { .. } => None,
         };
+        self.generations.count_reply(verdict.status, usage);
         let reply = FinishedReply {
             status: verdict.status,
             content: text,
