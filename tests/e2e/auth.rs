@@ -369,3 +369,46 @@ fn base64_url(text: &str) -> String {
 fn uuid_v4() -> String {
     chat_domain::UserId::new_random().to_string()
 }
+
+#[tokio::test]
+async fn logout_revokes_every_token_of_the_account_on_every_route_and_a_new_login_works() {
+    let server = TestServer::start().await;
+    let user = server.signup().await;
+    let (status, second) =
+        server.post("/auth/login", None, json!({"email": user.email, "password": user.password})).await;
+    assert_eq!(status, StatusCode::OK);
+    let second = second["access_token"].as_str().unwrap().to_owned();
+    let chat = server.create_chat(&user, None).await["id"].as_str().unwrap().to_owned();
+    let (status, _) = server.get("/chats", Some(&second)).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, headers, body) = server.call(Method::POST, "/auth/logout", Some(&user.token), None).await;
+    assert_eq!((status, body), (StatusCode::NO_CONTENT, Value::Null));
+    assert!(headers.get("content-length").is_none_or(|length| length == "0"));
+
+    for token in [&user.token, &second] {
+        let requests = [
+            (Method::GET, "/auth/me".to_owned(), None),
+            (Method::GET, "/chats".to_owned(), None),
+            (Method::GET, format!("/chats/{chat}"), None),
+            (Method::GET, format!("/chats/{chat}/messages"), None),
+            (Method::POST, "/chat".to_owned(), Some(json!({"chat_id": chat, "message": "still me?"}))),
+            (Method::POST, "/auth/logout".to_owned(), None),
+        ];
+        for (method, path, body) in requests {
+            let (status, headers, answer) = server.call(method.clone(), &path, Some(token), body).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}: {answer}");
+            assert_eq!(answer, json!({"detail": "Invalid authentication credentials"}), "{method} {path}");
+            assert_eq!(headers["www-authenticate"], "Bearer");
+        }
+    }
+    // Nothing was stored by the refused message; a new login sees everything.
+    let (status, again) =
+        server.post("/auth/login", None, json!({"email": user.email, "password": user.password})).await;
+    assert_eq!(status, StatusCode::OK);
+    let again = again["access_token"].as_str().unwrap();
+    let (status, messages) = server.get(&format!("/chats/{chat}/messages"), Some(again)).await;
+    assert_eq!((status, messages), (StatusCode::OK, json!([])));
+    let (status, _, _) = server.call(Method::POST, "/auth/logout", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}

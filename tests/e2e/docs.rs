@@ -269,7 +269,10 @@ async fn every_documented_operation_answers_without_a_server_error_given_a_token
     let server = TestServer::start().await;
     let doc = openapi(&server).await;
     let user = server.signup().await;
-    for op in operations(&doc) {
+    let mut operations = operations(&doc);
+    // Logging out revokes the token the others use: it goes last.
+    operations.sort_by_key(|op| op.path == "/auth/logout");
+    for op in operations {
         // A chat of the user's own for each operation, so the happy path runs (and DELETE has one to delete).
         let chat = server.create_chat(&user, Some("smoke")).await;
         let path = concrete(&op.path, chat["id"].as_str().expect("chat id"));

@@ -62,6 +62,10 @@ struct Claims {
     iat: i64,
     iss: String,
     aud: String,
+    /// The user's token version when it was issued; a logout moves the version on, and every token that
+    /// carries an older one is refused. Tokens from before versions existed carry none: version 0.
+    #[serde(default)]
+    ver: i64,
 }
 
 /// A freshly signed token.
@@ -78,10 +82,11 @@ impl fmt::Debug for IssuedToken {
     }
 }
 
-/// What a valid token proves.
+/// What a valid token proves; whether its version is still the user's is for the caller to check.
 #[derive(Debug, Clone, Copy)]
 pub struct VerifiedToken {
     pub user_id: UserId,
+    pub version: i64,
 }
 
 /// Signs and verifies access tokens; built once at start-up.
@@ -126,8 +131,8 @@ impl TokenKeys {
         }
     }
 
-    /// Signs a token for `user_id`, valid for the configured lifetime from now.
-    pub fn issue(&self, user_id: UserId) -> Result<IssuedToken, AuthError> {
+    /// Signs a token for `user_id` at the user's token `version`, valid for the configured lifetime from now.
+    pub fn issue(&self, user_id: UserId, version: i64) -> Result<IssuedToken, AuthError> {
         let now = chrono::Utc::now().timestamp();
         let expires_in = self.lifetime.num_seconds();
         let claims = Claims {
@@ -136,6 +141,7 @@ impl TokenKeys {
             iat: now,
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
+            ver: version,
         };
         let token = jsonwebtoken::encode(&self.header, &claims, &self.encoding).map_err(AuthError::Signing)?;
         Ok(IssuedToken { token, expires_in })
@@ -147,7 +153,7 @@ impl TokenKeys {
             .map_err(|err| TokenError { reason: format!("{:?}", err.kind()) })?;
         let user_id =
             data.claims.sub.parse().map_err(|_| TokenError { reason: "subject is not a user id".to_owned() })?;
-        Ok(VerifiedToken { user_id })
+        Ok(VerifiedToken { user_id, version: data.claims.ver })
     }
 }
 
@@ -184,12 +190,13 @@ mod tests {
         for alg in [JwtAlgorithm::Hs256, JwtAlgorithm::Hs384, JwtAlgorithm::Hs512] {
             let keys = TokenKeys::new(&settings(alg));
             let user = UserId::new_random();
-            let issued = keys.issue(user).unwrap();
+            let issued = keys.issue(user, 7).unwrap();
             assert_eq!(issued.expires_in, 3600);
-            assert_eq!(keys.verify(&issued.token).unwrap().user_id, user);
+            let verified = keys.verify(&issued.token).unwrap();
+            assert_eq!((verified.user_id, verified.version), (user, 7));
             let payload: serde_json::Value =
                 jsonwebtoken::dangerous::insecure_decode(&issued.token).map(|d| d.claims).unwrap();
-            for claim in ["sub", "exp", "iat", "iss", "aud"] {
+            for claim in ["sub", "exp", "iat", "iss", "aud", "ver"] {
                 assert!(payload.get(claim).is_some(), "missing {claim}");
             }
             assert_eq!(payload["exp"].as_i64().unwrap() - payload["iat"].as_i64().unwrap(), 3600);

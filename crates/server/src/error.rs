@@ -183,6 +183,7 @@ impl From<ServiceError> for ApiError {
                 ApiError::InvalidToken
             }
             ServiceError::UserNotFound => ApiError::UserNotFound,
+            ServiceError::TokenRevoked => ApiError::InvalidToken,
             ServiceError::ChatNotFound { chat_id } => ApiError::ChatNotFound(chat_id),
             ServiceError::UnknownModel { known, .. } => ApiError::Validation(vec![unknown_model(&known)]),
             ServiceError::MessageTooLarge(too_large) => {

@@ -44,20 +44,50 @@ impl ChatService {
         };
         let matched = self.hasher.verify(password, user.as_ref().map(|u| u.password_hash.as_str())).await?;
         match user {
-            Some(user) if matched => Ok(self.tokens.issue(user.id)?),
+            Some(user) if matched => Ok(self.tokens.issue(user.id, user.token_version)?),
             _ => Err(ServiceError::InvalidCredentials),
         }
     }
 
-    /// The user id a valid bearer token names, without looking the user up: for the use cases that check
-    /// the user in their own first read (`send_message`, `list_messages`, `list_chats`).
-    pub fn verify_token(&self, token: &str) -> Result<UserId, ServiceError> {
-        Ok(self.tokens.verify(token)?.user_id)
+    /// The caller a valid bearer token names, without looking the user up: for the use cases that check the
+    /// user and the token's version in their own first read (`send_message`, `list_messages`, `list_chats`).
+    pub fn verify_token(&self, token: &str) -> Result<Caller, ServiceError> {
+        let verified = self.tokens.verify(token)?;
+        Ok(Caller { id: verified.user_id, token_version: Some(verified.version) })
     }
 
-    /// The user a bearer token names, if the token is valid and the user still exists.
+    /// Revokes every token of the user (all their sessions): the version their tokens carry moves on.
+    pub async fn logout(&self, user_id: UserId) -> Result<(), ServiceError> {
+        let revoked = self.db.write(move |c| users::revoke_tokens(c, user_id)).await?;
+        if revoked { Ok(()) } else { Err(ServiceError::UserNotFound) }
+    }
+
+    /// The user a bearer token names, if the token is valid, the user still exists and has not logged out since.
     pub async fn authenticate(&self, token: &str) -> Result<User, ServiceError> {
         let verified = self.tokens.verify(token)?;
-        self.db.run(move |c| users::find_user_by_id(c, verified.user_id)).await?.ok_or(ServiceError::UserNotFound)
+        let user = self
+            .db
+            .run(move |c| users::find_user_by_id(c, verified.user_id))
+            .await?
+            .ok_or(ServiceError::UserNotFound)?;
+        if user.token_version != verified.version {
+            return Err(ServiceError::TokenRevoked);
+        }
+        Ok(user)
+    }
+}
+
+/// Who makes a request. When only their bearer token was checked, `token_version` is the token's, which the use
+/// case's first read compares with the user's (a logout moves it on). A bare `UserId` is a caller whose token was
+/// checked against the user row already ([`ChatService::authenticate`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    pub id: UserId,
+    pub token_version: Option<i64>,
+}
+
+impl From<UserId> for Caller {
+    fn from(id: UserId) -> Self {
+        Self { id, token_version: None }
     }
 }

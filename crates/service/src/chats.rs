@@ -6,7 +6,7 @@ use chat_storage::chats::{self, ChatPage, ChatSummary, NewChat};
 use chat_storage::{Chat, DbConnection, Message, PromptChange, StorageError, messages, users};
 
 use crate::generation::StopReason;
-use crate::{ChatService, ServiceError};
+use crate::{Caller, ChatService, ServiceError};
 
 /// A chat id from a URL or body. Only the form the server hands out (lower-case, hyphenated) names a
 /// chat, as string comparison did in the original; anything else gets the same 404 as a missing chat.
@@ -26,6 +26,8 @@ pub(crate) fn not_found(raw: &str) -> ServiceError {
 pub(crate) enum Missing {
     /// The token's user no longer exists.
     User,
+    /// The user logged out since the token was issued.
+    Revoked,
     Chat,
 }
 
@@ -33,24 +35,34 @@ impl Missing {
     pub(crate) fn error(self, chat_id: &str) -> ServiceError {
         match self {
             Missing::User => ServiceError::UserNotFound,
+            Missing::Revoked => ServiceError::TokenRevoked,
             Missing::Chat => not_found(chat_id),
         }
     }
 }
 
-/// The user's chat `id` and what `then` reads of it, in one database call, after checking that the user still
-/// exists: the busiest use cases are given a token's user id that was verified but not looked up, and the
-/// check costs a query here rather than a database call of its own.
+/// Whether `caller` is still a user, with a token of their current version.
+pub(crate) fn check_caller(c: &mut DbConnection, caller: Caller) -> Result<Result<(), Missing>, StorageError> {
+    Ok(match users::token_version(c, caller.id)? {
+        None => Err(Missing::User),
+        Some(version) if caller.token_version.is_some_and(|token| token != version) => Err(Missing::Revoked),
+        Some(_) => Ok(()),
+    })
+}
+
+/// The caller's chat `id` and what `then` reads of it, in one database call, after checking the caller: the
+/// busiest use cases are given a token that was verified but not looked up, and the check costs a query here
+/// rather than a database call of its own.
 pub(crate) fn read_users_chat<T>(
     c: &mut DbConnection,
-    user_id: UserId,
+    caller: Caller,
     id: ChatId,
     then: impl FnOnce(&mut DbConnection, Chat) -> Result<T, StorageError>,
 ) -> Result<Result<T, Missing>, StorageError> {
-    if !users::user_exists(c, user_id)? {
-        return Ok(Err(Missing::User));
+    if let Err(missing) = check_caller(c, caller)? {
+        return Ok(Err(missing));
     }
-    match chats::find_chat_for_user(c, id, user_id)? {
+    match chats::find_chat_for_user(c, id, caller.id)? {
         Some(chat) => then(c, chat).map(Ok),
         None => Ok(Err(Missing::Chat)),
     }
@@ -78,12 +90,22 @@ impl ChatService {
     }
 
     /// A page of the user's chats, most recently updated first; `limit` and `offset` are validated by the caller.
-    /// The user need not have been looked up: one who no longer exists is `UserNotFound`.
-    pub async fn list_chats(&self, user_id: UserId, limit: i64, offset: i64) -> Result<ChatPage, ServiceError> {
-        self.db
-            .run(move |c| chats::list_chats_for_user(c, user_id, limit, offset))
-            .await?
-            .ok_or(ServiceError::UserNotFound)
+    /// The caller need not have been looked up (see [`Caller`]).
+    pub async fn list_chats(
+        &self,
+        caller: impl Into<Caller>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<ChatPage, ServiceError> {
+        let caller = caller.into();
+        let page = self
+            .db
+            .run(move |c| match check_caller(c, caller)? {
+                Ok(()) => Ok(chats::list_chats_for_user(c, caller.id, limit, offset)?.ok_or(Missing::User)),
+                Err(missing) => Ok(Err(missing)),
+            })
+            .await?;
+        page.map_err(|missing| missing.error(""))
     }
 
     pub async fn get_chat(&self, user_id: UserId, chat_id: &str) -> Result<ChatSummary, ServiceError> {
@@ -91,18 +113,19 @@ impl ChatService {
         self.db.run(move |c| chats::find_chat_summary_for_user(c, id, user_id)).await?.ok_or_else(|| not_found(chat_id))
     }
 
-    /// The chat's messages, oldest first (the oldest `limit` when given). The user need not have been looked up:
-    /// one who no longer exists is `UserNotFound`.
+    /// The chat's messages, oldest first (the oldest `limit` when given). The caller need not have been looked up
+    /// (see [`Caller`]).
     pub async fn list_messages(
         &self,
-        user_id: UserId,
+        caller: impl Into<Caller>,
         chat_id: &str,
         limit: Option<i64>,
     ) -> Result<Vec<Message>, ServiceError> {
+        let caller = caller.into();
         let id = parse_chat_id(chat_id)?;
         let mut listed = self
             .db
-            .run(move |c| read_users_chat(c, user_id, id, |c, _| messages::list_messages(c, id, limit)))
+            .run(move |c| read_users_chat(c, caller, id, |c, _| messages::list_messages(c, id, limit)))
             .await?
             .map_err(|missing| missing.error(chat_id))?;
         // A reply generated here shows its text so far, not only what was last written.

@@ -24,7 +24,7 @@ struct Launch {
     /// The provider already asked, or the context to ask it with (a new message's reply).
     ask: Option<Ask>,
 }
-use crate::{ChatService, ServiceError};
+use crate::{Caller, ChatService, ServiceError};
 
 /// History is read newest first in pages of this many messages, only as far as the budget reaches.
 const HISTORY_PAGE: i64 = 200;
@@ -114,15 +114,16 @@ impl ChatService {
 
     /// Stores `text` as the user's message in the chat with a placeholder for the reply, and starts
     /// the generation of the reply by the model behind `alias`. The user's message stays stored
-    /// whatever happens after it was written. The user need not have been looked up: one who no
-    /// longer exists is `UserNotFound`.
+    /// whatever happens after it was written. The caller need not have been looked up (see [`Caller`]).
     pub async fn send_message(
         &self,
-        user_id: UserId,
+        caller: impl Into<Caller>,
         chat_id: &str,
         text: String,
         alias: &str,
     ) -> Result<Started, ServiceError> {
+        let caller = caller.into();
+        let user_id = caller.id;
         let alias = self.alias(alias)?;
         let id = parse_chat_id(chat_id)?;
         let servable = !alias.targets.is_empty();
@@ -133,7 +134,7 @@ impl ChatService {
         let (chat, history) = self
             .db
             .run(move |c| {
-                read_users_chat(c, user_id, id, |c, chat| {
+                read_users_chat(c, caller, id, |c, chat| {
                     let history = if servable { read_history(c, &counter, id, i64::MAX, budget)? } else { Vec::new() };
                     Ok((chat, history))
                 })

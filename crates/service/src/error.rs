@@ -18,6 +18,9 @@ pub enum ServiceError {
     /// A valid token whose user no longer exists.
     #[error("the token's user does not exist")]
     UserNotFound,
+    /// The token's version is no longer its user's: the user logged out since it was issued.
+    #[error("the token was revoked by a logout")]
+    TokenRevoked,
     /// Missing, not the caller's, or not even a UUID: all the same to the caller.
     #[error("chat {chat_id:?} not found")]
     ChatNotFound { chat_id: String },

@@ -14,6 +14,7 @@ use chat_auth::{PasswordHasher, TokenKeys};
 use chat_storage::Database;
 use llm_providers::router::Router;
 
+pub use accounts::Caller;
 pub use activity::Activity;
 pub use conversation::{Reply, Started};
 pub use error::ServiceError;

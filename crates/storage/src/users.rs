@@ -53,9 +53,17 @@ pub fn find_user_by_id(conn: &mut DbConnection, id: UserId) -> Result<Option<Use
     Ok(users::table.find(id.to_string()).select(User::as_select()).first(conn).optional()?)
 }
 
-/// Whether the user exists (a valid token's user may have been deleted since it was issued).
-pub fn user_exists(conn: &mut DbConnection, id: UserId) -> Result<bool, StorageError> {
-    Ok(users::table.find(id.to_string()).select(users::id).first::<String>(conn).optional()?.is_some())
+/// The user's token version, if the user exists (a valid token's user may have been deleted since).
+pub fn token_version(conn: &mut DbConnection, id: UserId) -> Result<Option<i64>, StorageError> {
+    Ok(users::table.find(id.to_string()).select(users::token_version).first(conn).optional()?)
+}
+
+/// Moves the user's token version on, so that every token issued before is refused; false if no such user.
+pub fn revoke_tokens(conn: &mut DbConnection, id: UserId) -> Result<bool, StorageError> {
+    let updated = diesel::update(users::table.find(id.to_string()))
+        .set(users::token_version.eq(users::token_version + 1))
+        .execute(conn)?;
+    Ok(updated == 1)
 }
 
 /// `email` must be normalised (see `chat_domain::Email`): the column holds only that form.

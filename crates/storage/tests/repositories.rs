@@ -140,8 +140,12 @@ fn the_total_follows_creations_and_deletions() {
     assert_eq!((total(user), total(other)), (2, 0));
     let nobody = UserId::new_random();
     assert!(db.with_connection(|c| chats::list_chats_for_user(c, nobody, 50, 0)).unwrap().is_none());
-    assert!(!db.with_connection(|c| users::user_exists(c, nobody)).unwrap());
-    assert!(db.with_connection(|c| users::user_exists(c, user)).unwrap());
+    assert_eq!(db.with_connection(|c| users::token_version(c, nobody)).unwrap(), None);
+    assert_eq!(db.with_connection(|c| users::token_version(c, user)).unwrap(), Some(0));
+    // A logout moves the version on; there is nothing to move for nobody.
+    assert!(db.with_connection(|c| users::revoke_tokens(c, user)).unwrap());
+    assert_eq!(db.with_connection(|c| users::token_version(c, user)).unwrap(), Some(1));
+    assert!(!db.with_connection(|c| users::revoke_tokens(c, nobody)).unwrap());
 }
 
 #[test]

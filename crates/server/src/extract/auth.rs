@@ -3,7 +3,7 @@
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
-use chat_domain::UserId;
+use chat_service::Caller;
 use chat_storage::User;
 use futures_util::future::{LocalBoxFuture, Ready, ready};
 
@@ -14,11 +14,12 @@ use crate::state::AppState;
 #[derive(Debug)]
 pub struct AuthUser(pub User);
 
-/// The user id of a valid bearer token, not looked up: for the busiest routes (`POST /chat`, the chat list, a
-/// chat's messages), whose service call checks that the user still exists in its own first read, which saves
-/// a database call per request. A user who no longer exists gets the same 401 as with [`AuthUser`].
+/// The caller a valid bearer token names, not looked up: for the busiest routes (`POST /chat`, the chat list, a
+/// chat's messages), whose service call checks the user and the token's version in its own first read, which
+/// saves a database call per request. A user who no longer exists, or logged out, gets the same 401 as with
+/// [`AuthUser`].
 #[derive(Debug)]
-pub struct TokenUser(pub UserId);
+pub struct TokenUser(pub Caller);
 
 /// The token of an `Authorization` header, as FastAPI's `OAuth2PasswordBearer` reads it: the scheme
 /// (case-insensitive) must be `Bearer`; what follows the first space is the token, possibly empty.
@@ -55,9 +56,9 @@ impl FromRequest for TokenUser {
             let state = req
                 .app_data::<web::Data<AppState>>()
                 .ok_or_else(|| ApiError::Internal("application state is not registered".into()))?;
-            let user_id = state.service.verify_token(&token)?;
-            tracing::Span::current().record("user_id", tracing::field::display(user_id));
-            Ok(TokenUser(user_id))
+            let caller = state.service.verify_token(&token)?;
+            tracing::Span::current().record("user_id", tracing::field::display(caller.id));
+            Ok(TokenUser(caller))
         })())
     }
 }

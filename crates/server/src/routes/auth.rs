@@ -126,3 +126,15 @@ pub async fn token(_: AuthAttempt, state: web::Data<AppState>, form: FormBody) -
 pub async fn me(AuthUser(user): AuthUser) -> HttpResponse {
     HttpResponse::Ok().json(UserResponse::from(&user))
 }
+
+/// Logs out everywhere: every token of the account issued until now is refused from now on, on every server.
+#[utoipa::path(post, path = "/auth/logout", tag = "auth",
+    security(("OAuth2PasswordBearer" = []), ("HTTPBearer" = [])),
+    responses(
+        (status = 204, description = "Every token of the account is revoked"),
+        (status = 401, body = ErrorResponse),
+))]
+pub async fn logout(state: web::Data<AppState>, AuthUser(user): AuthUser) -> Result<HttpResponse, ApiError> {
+    state.service.logout(user.id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -34,7 +34,7 @@ use crate::validation::{FieldError, ObjectReader};
 ))]
 pub async fn send_message(
     state: web::Data<AppState>,
-    TokenUser(user_id): TokenUser,
+    TokenUser(caller): TokenUser,
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
     let mut reader = ObjectReader::new(body.0.as_ref())?;
@@ -58,8 +58,8 @@ pub async fn send_message(
     let (Some(chat_id), Some(message)) = (chat_id, message) else {
         return Err(ApiError::Internal("validated fields missing".into()));
     };
-    state.limits.reply(user_id)?;
-    let started = state.service.send_message(user_id, &chat_id, message, &model).await?;
+    state.limits.reply(caller.id)?;
+    let started = state.service.send_message(caller, &chat_id, message, &model).await?;
     answer(&state, started, stream).await
 }
 

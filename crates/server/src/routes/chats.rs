@@ -101,7 +101,7 @@ pub async fn create_chat(
 ))]
 pub async fn list_chats(
     state: web::Data<AppState>,
-    TokenUser(user_id): TokenUser,
+    TokenUser(caller): TokenUser,
     query: QueryParams,
 ) -> Result<HttpResponse, ApiError> {
     let mut errors = Vec::new();
@@ -110,7 +110,7 @@ pub async fn list_chats(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let page = state.service.list_chats(user_id, limit, offset).await?;
+    let page = state.service.list_chats(caller, limit, offset).await?;
     Ok(HttpResponse::Ok()
         .json(ChatListResponse { chats: page.chats.iter().map(ChatResponse::from).collect(), total: page.total }))
 }
@@ -145,7 +145,7 @@ pub async fn get_chat(
 ))]
 pub async fn list_messages(
     state: web::Data<AppState>,
-    TokenUser(user_id): TokenUser,
+    TokenUser(caller): TokenUser,
     chat_id: web::Path<String>,
     query: QueryParams,
 ) -> Result<HttpResponse, ApiError> {
@@ -154,7 +154,7 @@ pub async fn list_messages(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let messages = state.service.list_messages(user_id, &chat_id, limit).await?;
+    let messages = state.service.list_messages(caller, &chat_id, limit).await?;
     Ok(HttpResponse::Ok().json(messages.iter().map(MessageResponse::from).collect::<Vec<_>>()))
 }
 

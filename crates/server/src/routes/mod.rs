@@ -43,6 +43,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/auth/login").route(web::post().to(auth::login)))
         .service(resource("/auth/token").route(web::post().to(auth::token)))
         .service(resource("/auth/me").route(web::get().to(auth::me)))
+        .service(resource("/auth/logout").route(web::post().to(auth::logout)))
         .service(resource("/chats").route(web::get().to(chats::list_chats)).route(web::post().to(chats::create_chat)))
         .service(
             resource("/chats/{chat_id}")
