@@ -412,3 +412,80 @@ async fn logout_revokes_every_token_of_the_account_on_every_route_and_a_new_logi
     let (status, _, _) = server.call(Method::POST, "/auth/logout", None, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+async fn refresh(server: &TestServer, token: &str) -> (StatusCode, Value) {
+    server.post("/auth/refresh", None, json!({"refresh_token": token})).await
+}
+
+#[tokio::test]
+async fn refresh_tokens_rotate_and_a_reused_one_revokes_its_whole_login() {
+    let server = TestServer::start().await;
+    let user = server.signup().await;
+    let (status, login) =
+        server.post("/auth/login", None, json!({"email": user.email, "password": user.password})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(login["refresh_expires_in"], 30 * 24 * 3600);
+    let first = login["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(first.len(), 64);
+    // The database holds only its hash.
+    let stored: Vec<String> = {
+        use diesel::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            token_hash: String,
+        }
+        server
+            .database()
+            .with_connection(|c| Ok(diesel::sql_query("SELECT token_hash FROM refresh_tokens").load::<Row>(c)?))
+            .unwrap()
+            .into_iter()
+            .map(|row| row.token_hash)
+            .collect()
+    };
+    assert!(!stored.is_empty() && !stored.contains(&first), "{stored:?}");
+
+    // Each refresh gives a working access token and the next refresh token.
+    let (status, second) = refresh(&server, &first).await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    let access = second["access_token"].as_str().unwrap();
+    let (status, me) = server.get("/auth/me", Some(access)).await;
+    assert_eq!((status, &me["email"]), (StatusCode::OK, &json!(user.email)));
+    let second = second["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(second, first);
+
+    // The first one again: a copy is in someone's hands. Refused, and the whole login is revoked with it.
+    let (status, body) = refresh(&server, &first).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::UNAUTHORIZED, json!({"detail": "Invalid or expired refresh token; log in again"}))
+    );
+    let (status, _) = refresh(&server, &second).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the family's newest token outlived the reuse");
+    // Another login (its own family) is not touched.
+    let (status, other) =
+        server.post("/auth/login", None, json!({"email": user.email, "password": user.password})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = refresh(&server, other["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+
+    for (bad, expected) in [
+        (json!({"refresh_token": "0".repeat(64)}), StatusCode::UNAUTHORIZED),
+        (json!({"refresh_token": ""}), StatusCode::UNPROCESSABLE_ENTITY),
+        (json!({}), StatusCode::UNPROCESSABLE_ENTITY),
+    ] {
+        let (status, body) = server.post("/auth/refresh", None, bad.clone()).await;
+        assert_eq!(status, expected, "{bad}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn logout_revokes_refresh_tokens_too() {
+    let server = TestServer::start().await;
+    let user = server.signup().await;
+    let (_, login) = server.post("/auth/login", None, json!({"email": user.email, "password": user.password})).await;
+    let (status, _, _) = server.call(Method::POST, "/auth/logout", Some(&user.token), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = refresh(&server, login["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}

@@ -2,9 +2,11 @@
 
 mod error;
 pub mod password;
+pub mod refresh;
 pub mod secret_file;
 pub mod token;
 
 pub use error::{AuthError, TokenError};
 pub use password::PasswordHasher;
+pub use refresh::RefreshToken;
 pub use token::{IssuedToken, JwtAlgorithm, TokenKeys, TokenSettings, VerifiedToken};

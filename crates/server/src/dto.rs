@@ -81,6 +81,17 @@ pub struct TokenResponse {
     pub token_type: &'static str,
     /// Seconds until the token expires.
     pub expires_in: i64,
+    /// Exchanged once at `POST /auth/refresh` for a new access token and a new refresh token.
+    pub refresh_token: String,
+    /// Seconds the refresh token may be used for.
+    pub refresh_expires_in: i64,
+}
+
+#[derive(Debug, ToSchema)]
+pub struct RefreshRequest {
+    /// The refresh token of the last login or refresh; each can be used once.
+    #[schema(min_length = 1, max_length = 128)]
+    pub refresh_token: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -35,6 +35,8 @@ pub enum ApiError {
     UserNotFound,
     /// Wrong password or unknown email.
     InvalidLogin,
+    /// A refresh token that is unknown, expired, revoked or used before.
+    InvalidRefreshToken,
     EmailTaken,
     ChatNotFound(String),
     NotFound,
@@ -103,6 +105,7 @@ impl ApiError {
             ApiError::InvalidToken => "Invalid authentication credentials".to_owned(),
             ApiError::UserNotFound => "User not found".to_owned(),
             ApiError::InvalidLogin => "Invalid email or password".to_owned(),
+            ApiError::InvalidRefreshToken => "Invalid or expired refresh token; log in again".to_owned(),
             ApiError::EmailTaken => "Email already registered".to_owned(),
             ApiError::ChatNotFound(id) => format!("Chat with id '{id}' not found"),
             ApiError::NotFound => "Not Found".to_owned(),
@@ -132,9 +135,11 @@ impl ResponseError for ApiError {
         // No wildcard arm: a new variant must choose its status here.
         match self {
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::NotAuthenticated | ApiError::InvalidToken | ApiError::UserNotFound | ApiError::InvalidLogin => {
-                StatusCode::UNAUTHORIZED
-            }
+            ApiError::NotAuthenticated
+            | ApiError::InvalidToken
+            | ApiError::UserNotFound
+            | ApiError::InvalidLogin
+            | ApiError::InvalidRefreshToken => StatusCode::UNAUTHORIZED,
             ApiError::EmailTaken => StatusCode::CONFLICT,
             ApiError::ChatNotFound(_) | ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -178,6 +183,7 @@ impl From<ServiceError> for ApiError {
         match err {
             ServiceError::EmailTaken => ApiError::EmailTaken,
             ServiceError::InvalidCredentials => ApiError::InvalidLogin,
+            ServiceError::InvalidRefreshToken => ApiError::InvalidRefreshToken,
             ServiceError::InvalidToken(reason) => {
                 tracing::debug!(%reason, "token refused");
                 ApiError::InvalidToken

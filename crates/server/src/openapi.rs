@@ -19,7 +19,7 @@ use crate::validation::FieldError;
     ),
     paths(
         meta::root, meta::health, crate::metrics::metrics,
-        auth::register, auth::login, auth::token, auth::me, auth::logout,
+        auth::register, auth::login, auth::token, auth::me, auth::logout, auth::refresh,
         chats::create_chat, chats::list_chats, chats::get_chat, chats::list_messages,
         chats::update_chat, chats::delete_chat,
         chat::send_message, replies::regenerate, replies::cancel, replies::events, chat::list_models,

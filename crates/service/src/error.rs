@@ -13,6 +13,9 @@ pub enum ServiceError {
     /// Unknown email or wrong password: deliberately indistinguishable.
     #[error("invalid email or password")]
     InvalidCredentials,
+    /// A refresh token that is unknown, expired, revoked, or used before (which revokes its family).
+    #[error("invalid refresh token")]
+    InvalidRefreshToken,
     #[error(transparent)]
     InvalidToken(#[from] TokenError),
     /// A valid token whose user no longer exists.

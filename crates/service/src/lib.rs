@@ -14,7 +14,7 @@ use chat_auth::{PasswordHasher, TokenKeys};
 use chat_storage::Database;
 use llm_providers::router::Router;
 
-pub use accounts::Caller;
+pub use accounts::{Caller, Session};
 pub use activity::Activity;
 pub use conversation::{Reply, Started};
 pub use error::ServiceError;
@@ -33,6 +33,8 @@ pub struct ChatSettings {
     /// The alias used when a request names none (and a regenerated reply's alias is gone).
     pub default_model: String,
     pub generation: GenerationSettings,
+    /// How long a refresh token may be used (once) to get a new access token.
+    pub refresh_token_lifetime: chrono::Duration,
 }
 
 /// Everything the use-cases need, built once at start-up and shared; cheap to clone.

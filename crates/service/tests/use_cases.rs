@@ -23,6 +23,7 @@ fn service() -> (tempfile::TempDir, ChatService) {
         system_prompt: None,
         default_model: "fast".into(),
         generation: chat_service::GenerationSettings::default(),
+        refresh_token_lifetime: chrono::Duration::days(30),
     };
     (dir, ChatService::new(db, PasswordHasher::new(4, 2).unwrap(), tokens, router, chat))
 }
@@ -42,7 +43,7 @@ async fn register_login_authenticate() {
     assert_eq!(user.email, "ann@example.com");
     assert!(user.password_hash.starts_with("$2b$"));
     let token = svc.login("ANN@example.COM ", "password123").await.unwrap();
-    assert_eq!(svc.authenticate(&token.token).await.unwrap().id, user.id);
+    assert_eq!(svc.authenticate(&token.access.token).await.unwrap().id, user.id);
 }
 
 #[tokio::test]
@@ -109,5 +110,5 @@ async fn authenticate_refuses_the_token_of_a_deleted_user() {
         })
         .await
         .unwrap();
-    assert!(matches!(svc.authenticate(&token.token).await, Err(ServiceError::UserNotFound)));
+    assert!(matches!(svc.authenticate(&token.access.token).await, Err(ServiceError::UserNotFound)));
 }

@@ -11,6 +11,7 @@ mod error;
 pub mod messages;
 pub mod migrations;
 mod pool;
+pub mod refresh_tokens;
 mod schema;
 pub mod scratch;
 mod url;

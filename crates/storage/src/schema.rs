@@ -47,4 +47,18 @@ diesel::table! {
 
 diesel::joinable!(chats -> users (user_id));
 diesel::joinable!(messages -> chats (chat_id));
-diesel::allow_tables_to_appear_in_same_query!(users, chats, messages);
+diesel::joinable!(refresh_tokens -> users (user_id));
+diesel::allow_tables_to_appear_in_same_query!(users, chats, messages, refresh_tokens);
+
+diesel::table! {
+    refresh_tokens (id) {
+        id -> Text,
+        user_id -> Text,
+        family_id -> Text,
+        token_hash -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}

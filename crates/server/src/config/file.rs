@@ -133,6 +133,7 @@ pub(super) struct FileAuth {
     pub jwt_secret_key: Option<String>,
     pub jwt_algorithm: Option<String>,
     pub access_token_expire_minutes: Option<String>,
+    pub refresh_token_expire_days: Option<String>,
     pub jwt_issuer: Option<String>,
     pub jwt_audience: Option<String>,
     pub bcrypt_cost: Option<String>,

@@ -173,6 +173,13 @@ pub fn load(env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, ConfigError>
             60,
             |s| parse_num(s, 1, 525_600),
         ),
+        refresh_token_expire_days: r.pick(
+            "REFRESH_TOKEN_EXPIRE_DAYS",
+            "auth.refresh_token_expire_days",
+            file.auth.refresh_token_expire_days,
+            30,
+            |s| parse_num(s, 1, 3650),
+        ),
         jwt_issuer: r.pick(
             "JWT_ISSUER",
             "auth.jwt_issuer",

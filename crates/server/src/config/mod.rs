@@ -115,6 +115,8 @@ pub struct AuthSettings {
     pub jwt_secret_key: Option<SecretString>,
     pub jwt_algorithm: JwtAlgorithm,
     pub access_token_expire_minutes: i64,
+    /// How long a refresh token may be used (once), in days.
+    pub refresh_token_expire_days: i64,
     pub jwt_issuer: String,
     pub jwt_audience: String,
     pub bcrypt_cost: u32,

@@ -4,18 +4,21 @@ use actix_web::{HttpResponse, web};
 use chat_domain::{Email, Password, PasswordError};
 
 use crate::dto::{
-    ErrorResponse, LoginRequest, RegisterRequest, TokenForm, TokenResponse, UserResponse, ValidationErrorResponse,
+    ErrorResponse, LoginRequest, RefreshRequest, RegisterRequest, TokenForm, TokenResponse, UserResponse,
+    ValidationErrorResponse,
 };
 use crate::error::ApiError;
 use crate::extract::{AuthAttempt, AuthUser, FormBody, JsonBody};
 use crate::state::AppState;
 use crate::validation::{FieldError, ObjectReader};
 
-fn token_response(issued: chat_auth::IssuedToken) -> HttpResponse {
+fn token_response(session: chat_service::Session) -> HttpResponse {
     HttpResponse::Ok().json(TokenResponse {
-        access_token: issued.token,
+        access_token: session.access.token,
         token_type: "bearer",
-        expires_in: issued.expires_in,
+        expires_in: session.access.expires_in,
+        refresh_token: session.refresh_token.value,
+        refresh_expires_in: session.refresh_expires_in,
     })
 }
 
@@ -137,4 +140,29 @@ pub async fn me(AuthUser(user): AuthUser) -> HttpResponse {
 pub async fn logout(state: web::Data<AppState>, AuthUser(user): AuthUser) -> Result<HttpResponse, ApiError> {
     state.service.logout(user.id).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Exchanges a refresh token (usable once) for a new access token and the next refresh token. A refresh token
+/// presented a second time revokes every token of its login, the holder's too.
+#[utoipa::path(post, path = "/auth/refresh", tag = "auth", request_body = RefreshRequest, responses(
+    (status = 200, body = TokenResponse),
+    (status = 401, body = ErrorResponse, description = "Unknown, expired, revoked or already used refresh token"),
+    (status = 413, body = ErrorResponse),
+    (status = 422, body = ValidationErrorResponse),
+    (status = 429, body = ErrorResponse, description = "Too many attempts from this address; see Retry-After"),
+))]
+pub async fn refresh(_: AuthAttempt, state: web::Data<AppState>, body: JsonBody) -> Result<HttpResponse, ApiError> {
+    let mut reader = ObjectReader::new(body.0.as_ref())?;
+    let token = reader.required_str("refresh_token").filter(|token| {
+        let fits = (1..=128).contains(&token.len());
+        if !fits {
+            reader.push(FieldError::too_long(&["body", "refresh_token"], 128));
+        }
+        fits
+    });
+    reader.finish()?;
+    let Some(token) = token else {
+        return Err(ApiError::Internal("validated fields missing".into()));
+    };
+    Ok(token_response(state.service.refresh(&token).await?))
 }

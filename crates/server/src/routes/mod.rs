@@ -23,6 +23,7 @@ pub const PUBLIC_ROUTES: &[(&str, &str)] = &[
     ("POST", "/auth/register"),
     ("POST", "/auth/login"),
     ("POST", "/auth/token"),
+    ("POST", "/auth/refresh"),
     ("GET", "/docs"),
     ("GET", "/docs/{file}"),
     ("GET", "/redoc"),
@@ -44,6 +45,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/auth/token").route(web::post().to(auth::token)))
         .service(resource("/auth/me").route(web::get().to(auth::me)))
         .service(resource("/auth/logout").route(web::post().to(auth::logout)))
+        .service(resource("/auth/refresh").route(web::post().to(auth::refresh)))
         .service(resource("/chats").route(web::get().to(chats::list_chats)).route(web::post().to(chats::create_chat)))
         .service(
             resource("/chats/{chat_id}")
