@@ -11,15 +11,19 @@ memory against mock-llm's own, in one run. Prints a Markdown table and writes a 
 
 usage: cargo build --release --workspace --bins && target/release/chat-bench [options]
 
-  --quick                  short runs (3 s, 1,000 streams, 2 s ramp): the whole run takes under two minutes
-  --scenarios LIST         comma-separated subset of: direct, chat, stream, read, login, streams, idle (default all;
-                           direct runs whenever chat, stream or login does: it is their baseline)
+  --quick                  short runs (3 s, 1,000 streams, 2 s ramp, 60 s soak): the whole run takes under two
+                           minutes (soak aside, which --quick does not select)
+  --scenarios LIST         comma-separated subset of: direct, chat, stream, read, login, streams, idle, soak
+                           (default all but soak; direct runs whenever chat, stream or login does: it is their
+                           baseline; soak, minutes of mixed load watching the server's memory, only when named)
   --duration SECS          measured seconds per run (default 10; quick 3)
   --warmup SECS            seconds of the same load before each run, not measured (default 1)
   --rate N                 chat's fixed rate, req/s (default 1000)
   --stream-rate N          stream's fixed rate, req/s (default 500)
   --list-rate N            fixed rate of the read scenario's GETs, req/s (default 1000)
   --login-chat-rate N      chat's fixed rate with and without the login flood, req/s (default 500)
+  --soak-duration SECS     length of the soak (default 600; quick 60)
+  --soak-rate N            soak's fixed rate of mixed requests, req/s (default 200)
   --concurrency N          closed-loop workers at saturation (default 32)
   --streams N              concurrent slow streams (default 10000; quick 1000)
   --ramp SECS              the streams are started evenly over this time (default 5; quick 2)
@@ -35,9 +39,12 @@ usage: cargo build --release --workspace --bins && target/release/chat-bench [op
 Exit status: 0 when the run completed (whether or not targets were met), 1 when it could not be set up or
 failed, 2 for a bad command line or missing binaries.";
 
-pub const SCENARIOS: [&str; 7] = ["direct", "chat", "stream", "read", "login", "streams", "idle"];
+/// Every scenario `--scenarios` accepts.
+pub const SCENARIOS: [&str; 8] = ["direct", "chat", "stream", "read", "login", "streams", "idle", "soak"];
+/// Those run without `--scenarios`: all but `soak`, whose minutes are only spent when asked for.
+pub const DEFAULT_SCENARIOS: [&str; 7] = ["direct", "chat", "stream", "read", "login", "streams", "idle"];
 
-const VALUE_FLAGS: [&str; 17] = [
+const VALUE_FLAGS: [&str; 19] = [
     "--scenarios",
     "--duration",
     "--rate",
@@ -55,6 +62,8 @@ const VALUE_FLAGS: [&str; 17] = [
     "--bin-dir",
     "--out",
     "--warmup",
+    "--soak-duration",
+    "--soak-rate",
 ];
 
 /// Every option, resolved.
@@ -70,6 +79,9 @@ pub struct Options {
     pub stream_rate: f64,
     pub list_rate: f64,
     pub login_chat_rate: f64,
+    #[serde(serialize_with = "secs")]
+    pub soak_duration: Duration,
+    pub soak_rate: f64,
     pub concurrency: usize,
     pub streams: usize,
     #[serde(serialize_with = "secs")]
@@ -136,15 +148,18 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     let mut duration = None;
     let mut streams = None;
     let mut ramp = None;
+    let mut soak_duration = None;
     let mut options = Options {
         quick: false,
-        scenarios: SCENARIOS.iter().map(|s| (*s).to_owned()).collect(),
+        scenarios: DEFAULT_SCENARIOS.iter().map(|s| (*s).to_owned()).collect(),
         duration: Duration::ZERO,
         warmup: Duration::from_secs(1),
         rate: 1000.0,
         stream_rate: 500.0,
         list_rate: 1000.0,
         login_chat_rate: 500.0,
+        soak_duration: Duration::ZERO,
+        soak_rate: 200.0,
         concurrency: 32,
         streams: 0,
         ramp: Duration::ZERO,
@@ -190,6 +205,8 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             "--stream-rate" => options.stream_rate = positive(flag, &value)?,
             "--list-rate" => options.list_rate = positive(flag, &value)?,
             "--login-chat-rate" => options.login_chat_rate = positive(flag, &value)?,
+            "--soak-duration" => soak_duration = Some(seconds(flag, &value)?),
+            "--soak-rate" => options.soak_rate = positive(flag, &value)?,
             "--concurrency" => options.concurrency = number::<usize>(flag, &value)?.max(1),
             "--streams" => streams = Some(number::<usize>(flag, &value)?.max(1)),
             "--ramp" => ramp = Some(seconds(flag, &value)?),
@@ -212,8 +229,12 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     options.duration = duration.unwrap_or(Duration::from_secs(default_secs));
     options.streams = streams.unwrap_or(if quick { 1_000 } else { 10_000 });
     options.ramp = ramp.unwrap_or(Duration::from_secs(if quick { 2 } else { 5 }));
+    options.soak_duration = soak_duration.unwrap_or(Duration::from_secs(if quick { 60 } else { 600 }));
     if options.duration.is_zero() {
         return Err("--duration must be more than 0".to_owned());
+    }
+    if options.soak_duration.is_zero() {
+        return Err("--soak-duration must be more than 0".to_owned());
     }
     Ok(Command::Run(Box::new(options)))
 }
@@ -247,10 +268,29 @@ mod tests {
     fn scenarios_and_env_are_checked() {
         assert_eq!(run(&["--scenarios", "chat,read"]).scenarios, ["chat", "read"]);
         assert!(parse(&["--scenarios".to_owned(), "nope".to_owned()]).is_err());
+        assert_eq!(run(&["--scenarios", "soak,chat"]).scenarios, ["soak", "chat"]);
         assert!(parse(&["--server-env".to_owned(), "NOEQUALS".to_owned()]).is_err());
         assert!(parse(&["--rate".to_owned(), "0".to_owned()]).is_err());
         assert!(parse(&["--rate".to_owned()]).is_err());
         let options = run(&["--server-env", "SQLITE_SYNCHRONOUS=NORMAL", "--server-env=A=b=c"]);
         assert_eq!(options.server_env[1], ("A".to_owned(), "b=c".to_owned()));
+    }
+
+    #[test]
+    fn soak_runs_only_when_named_and_quick_shortens_it() {
+        for args in [&[][..], &["--quick"][..]] {
+            let options = run(args);
+            assert!(!options.runs("soak"), "{args:?}");
+            assert_eq!(options.scenarios, DEFAULT_SCENARIOS);
+        }
+        let options = run(&[]);
+        assert_eq!((options.soak_duration, options.soak_rate), (Duration::from_secs(600), 200.0));
+        let options = run(&["--quick", "--scenarios", "soak"]);
+        assert!(options.runs("soak"));
+        assert_eq!(options.soak_duration, Duration::from_secs(60));
+        let options = run(&["--scenarios=soak", "--soak-duration", "90", "--soak-rate=50", "--quick"]);
+        assert_eq!((options.soak_duration, options.soak_rate), (Duration::from_secs(90), 50.0));
+        assert!(parse(&["--soak-duration".to_owned(), "0".to_owned()]).is_err());
+        assert!(parse(&["--soak-rate".to_owned(), "-1".to_owned()]).is_err());
     }
 }

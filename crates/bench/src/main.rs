@@ -95,13 +95,15 @@ async fn run(options: Options, bin_dir: PathBuf) -> anyhow::Result<(Report, Vec<
         rows: Vec::new(),
         streams: None,
         idle: IdleReport { after_start_mb: None, after_load_mb: None },
+        soak: None,
         warnings: Vec::new(),
     };
     let failures = run_scenarios(&mut bench).await;
     // Printed under the table too, so that a missing row is explained where it is missed.
     bench.warnings.extend(failures.iter().map(|err| format!("{err:#}")));
     bench.warnings.extend(contention(&bench.rows, options.database.is_some()));
-    let targets = targets::evaluate(&options, &bench.rows, bench.streams.as_ref(), Some(&bench.idle));
+    let targets =
+        targets::evaluate(&options, &bench.rows, bench.streams.as_ref(), Some(&bench.idle), bench.soak.as_ref());
     let report = Report {
         timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         git_commit: report::git_commit(),
@@ -113,6 +115,7 @@ async fn run(options: Options, bin_dir: PathBuf) -> anyhow::Result<(Report, Vec<
         scenarios: bench.rows,
         streams: bench.streams,
         idle: measured(&bench.idle),
+        soak: bench.soak,
         targets,
         warnings: bench.warnings,
     };
@@ -147,7 +150,7 @@ fn measured(idle: &IdleReport) -> Option<IdleReport> {
 }
 
 /// The scenarios in the order they run: `idle` first and last, `direct` before everything compared with it.
-const ORDER: [&str; 8] = ["idle", "direct", "chat", "stream", "read", "login", "streams", "idle (after load)"];
+const ORDER: [&str; 9] = ["idle", "direct", "chat", "stream", "read", "login", "streams", "soak", "idle (after load)"];
 
 /// Runs the selected scenarios; one that fails is reported and the next one runs, unless the server is gone.
 async fn run_scenarios(bench: &mut Bench) -> Vec<anyhow::Error> {
@@ -171,6 +174,7 @@ async fn run_scenarios(bench: &mut Bench) -> Vec<anyhow::Error> {
             "read" => scenarios::read::run(bench).await,
             "login" => scenarios::login::run(bench).await,
             "streams" => scenarios::streams::run(bench).await,
+            "soak" => scenarios::soak::run(bench).await,
             _ => scenarios::idle::after_load(bench).await,
         };
         if let Err(err) = result {

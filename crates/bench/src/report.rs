@@ -174,6 +174,47 @@ pub struct StreamsReport {
     pub defect_examples: Vec<String>,
 }
 
+/// The soak scenario's own figures: minutes of mixed load, and whether the server's memory stayed flat.
+#[derive(Debug, Clone, Serialize)]
+pub struct SoakReport {
+    pub duration_s: f64,
+    pub rate: f64,
+    pub requests: u64,
+    pub errors: u64,
+    /// `[seconds since the start, MB]`, one reading every few seconds.
+    pub rss_samples_mb: Vec<(f64, f64)>,
+    pub rss_first_mb: Option<f64>,
+    pub rss_last_mb: Option<f64>,
+    pub rss_peak_mb: Option<f64>,
+    /// The samples before this many seconds are warm-up, left out of the slope.
+    pub slope_after_s: f64,
+    /// The least-squares slope of the samples after the warm-up; `None` with fewer than two.
+    pub slope_mb_per_min: Option<f64>,
+}
+
+impl SoakReport {
+    /// The paragraph printed under the tables.
+    pub fn paragraph(&self) -> String {
+        let warmup = if self.slope_after_s == 60.0 {
+            "the first minute".to_owned()
+        } else {
+            format!("the first {:.0} s", self.slope_after_s)
+        };
+        format!(
+            "soak: {} requests over {:.0} s at {:.0} req/s, {} errors; RSS {} → {} MB (peak {}), slope {} MB/min after \
+             {warmup}",
+            self.requests,
+            self.duration_s,
+            self.rate,
+            self.errors,
+            fmt_mb(self.rss_first_mb),
+            fmt_mb(self.rss_last_mb),
+            fmt_mb(self.rss_peak_mb),
+            self.slope_mb_per_min.map_or_else(|| "–".to_owned(), |slope| format!("{slope:+.3}")),
+        )
+    }
+}
+
 /// Server memory at rest.
 #[derive(Debug, Clone, Serialize)]
 pub struct IdleReport {
@@ -251,6 +292,7 @@ pub struct Report {
     pub scenarios: Vec<Row>,
     pub streams: Option<StreamsReport>,
     pub idle: Option<IdleReport>,
+    pub soak: Option<SoakReport>,
     pub targets: Vec<Verdict>,
     pub warnings: Vec<String>,
 }
@@ -292,12 +334,15 @@ impl Report {
                 fmt_signed(row.added_p50_ms),
                 fmt_signed(row.added_p99_ms),
                 row.errors,
-                row.peak_rss_mb.map_or_else(|| "–".to_owned(), |mb| format!("{mb:.1}")),
+                fmt_mb(row.peak_rss_mb),
             );
         }
         out.push_str("\n| target | measured | result |\n|---|---|---|\n");
         for verdict in &self.targets {
             let _ = writeln!(out, "| {} | {} | {} |", verdict.target, verdict.measured, verdict.result());
+        }
+        if let Some(soak) = &self.soak {
+            let _ = writeln!(out, "\n{}", soak.paragraph());
         }
         if !self.warnings.is_empty() {
             out.push('\n');
@@ -313,6 +358,10 @@ fn fmt_ms(value: Option<f64>) -> String {
     value.map_or_else(|| "–".to_owned(), |v| if v >= 100.0 { format!("{v:.0}") } else { format!("{v:.3}") })
 }
 
+fn fmt_mb(value: Option<f64>) -> String {
+    value.map_or_else(|| "–".to_owned(), |mb| format!("{mb:.1}"))
+}
+
 fn fmt_signed(value: Option<f64>) -> String {
     value.map_or_else(|| "–".to_owned(), |v| format!("{v:+.3}"))
 }
@@ -321,4 +370,33 @@ fn fmt_signed(value: Option<f64>) -> String {
 pub fn git_commit() -> Option<String> {
     let output = std::process::Command::new("git").args(["rev-parse", "--short", "HEAD"]).output().ok()?;
     output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_soak_paragraph_names_every_figure() {
+        let mut soak = SoakReport {
+            duration_s: 600.0,
+            rate: 200.0,
+            requests: 120_000,
+            errors: 0,
+            rss_samples_mb: vec![(0.0, 20.0), (600.0, 21.5)],
+            rss_first_mb: Some(20.0),
+            rss_last_mb: Some(21.5),
+            rss_peak_mb: Some(22.04),
+            slope_after_s: 60.0,
+            slope_mb_per_min: Some(0.0123),
+        };
+        assert_eq!(
+            soak.paragraph(),
+            "soak: 120000 requests over 600 s at 200 req/s, 0 errors; RSS 20.0 → 21.5 MB (peak 22.0), slope +0.012 \
+             MB/min after the first minute"
+        );
+        soak.slope_after_s = 30.0;
+        soak.slope_mb_per_min = None;
+        assert!(soak.paragraph().ends_with("slope – MB/min after the first 30 s"), "{}", soak.paragraph());
+    }
 }

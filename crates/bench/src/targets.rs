@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use crate::args::Options;
-use crate::report::{IdleReport, Row, StreamsReport};
+use crate::report::{IdleReport, Row, SoakReport, StreamsReport};
 
 /// One target's outcome.
 #[derive(Debug, Clone, Serialize)]
@@ -53,12 +53,38 @@ fn at_least_rate(target: String, row: Option<&Row>, limit: f64) -> Verdict {
     }
 }
 
+/// The largest RSS slope, either way, that counts as flat.
+const FLAT_MB_PER_MIN: f64 = 0.5;
+
+/// No errors, and memory neither growing nor shrinking by more than [`FLAT_MB_PER_MIN`] after the warm-up.
+fn soak_verdict(soak: Option<&SoakReport>) -> Verdict {
+    // No `|x|` for the absolute value: a `|` would end the Markdown table's cell.
+    let target = format!("soak: no errors and RSS flat (slope within ±{FLAT_MB_PER_MIN} MB/min)");
+    match soak {
+        Some(soak) => match soak.slope_mb_per_min {
+            Some(slope) => Verdict {
+                target,
+                measured: format!("{} errors, slope {slope:+.3} MB/min", soak.errors),
+                value: Some(slope),
+                limit: FLAT_MB_PER_MIN,
+                pass: soak.errors == 0 && slope.abs() <= FLAT_MB_PER_MIN,
+            },
+            None => Verdict {
+                measured: format!("{} errors, too few RSS samples for a slope", soak.errors),
+                ..unmeasured(target, FLAT_MB_PER_MIN)
+            },
+        },
+        None => unmeasured(target, FLAT_MB_PER_MIN),
+    }
+}
+
 /// Judges every target whose scenario was run.
 pub fn evaluate(
     options: &Options,
     rows: &[Row],
     streams: Option<&StreamsReport>,
     idle: Option<&IdleReport>,
+    soak: Option<&SoakReport>,
 ) -> Vec<Verdict> {
     let mut verdicts = Vec::new();
     if options.runs("chat") {
@@ -173,5 +199,40 @@ pub fn evaluate(
         }
         verdicts.push(verdict);
     }
+    if options.runs("soak") {
+        verdicts.push(soak_verdict(soak));
+    }
     verdicts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn soak(errors: u64, slope: Option<f64>) -> SoakReport {
+        SoakReport {
+            duration_s: 600.0,
+            rate: 200.0,
+            requests: 120_000,
+            errors,
+            rss_samples_mb: Vec::new(),
+            rss_first_mb: None,
+            rss_last_mb: None,
+            rss_peak_mb: None,
+            slope_after_s: 60.0,
+            slope_mb_per_min: slope,
+        }
+    }
+
+    #[test]
+    fn a_soak_passes_without_errors_and_with_a_flat_rss_either_way() {
+        assert!(soak_verdict(Some(&soak(0, Some(0.5)))).pass);
+        assert!(soak_verdict(Some(&soak(0, Some(-0.4)))).pass);
+        assert!(!soak_verdict(Some(&soak(0, Some(0.51)))).pass);
+        assert!(!soak_verdict(Some(&soak(0, Some(-0.6)))).pass);
+        assert!(!soak_verdict(Some(&soak(1, Some(0.0)))).pass);
+        let verdict = soak_verdict(Some(&soak(0, None)));
+        assert!(!verdict.pass && verdict.measured.contains("too few"), "{verdict:?}");
+        assert_eq!(soak_verdict(None).measured, "not measured");
+    }
 }

@@ -5,6 +5,7 @@ pub mod direct;
 pub mod idle;
 pub mod login;
 pub mod read;
+pub mod soak;
 pub mod stream;
 pub mod streams;
 
@@ -14,11 +15,11 @@ use std::time::Instant;
 
 use futures_util::StreamExt;
 
-use crate::api::{self, ChatPool, User};
+use crate::api::{self, Chat, ChatPool, User};
 use crate::args::Options;
 use crate::load::{self, Outcome, RunStats};
 use crate::processes::{RssSampler, Running, Usage, Watch};
-use crate::report::{IdleReport, Row, StreamsReport};
+use crate::report::{IdleReport, Row, SoakReport, StreamsReport};
 
 /// The message every chat request sends, and the content of every direct request.
 pub const MESSAGE: &str = "How fast can a small model answer a short question like this one?";
@@ -44,6 +45,7 @@ pub struct Bench {
     pub rows: Vec<Row>,
     pub streams: Option<StreamsReport>,
     pub idle: IdleReport,
+    pub soak: Option<SoakReport>,
     pub warnings: Vec<String>,
 }
 
@@ -57,11 +59,15 @@ impl Bench {
         Ok(())
     }
 
+    /// `size` fresh chats spread over the pool users.
+    pub async fn chats(&mut self, size: usize) -> anyhow::Result<Vec<Chat>> {
+        self.ensure_users().await?;
+        api::create_chats(&self.client, &self.server.base, &self.users, size, SETUP_CONCURRENCY).await
+    }
+
     /// A pool of `size` fresh chats (fresh, so that every scenario starts from the same short history).
     pub async fn chat_pool(&mut self, size: usize) -> anyhow::Result<ChatPool> {
-        self.ensure_users().await?;
-        let chats = api::create_chats(&self.client, &self.server.base, &self.users, size, SETUP_CONCURRENCY).await?;
-        Ok(ChatPool::new(chats))
+        Ok(ChatPool::new(self.chats(size).await?))
     }
 
     /// How many chats a pool needs: every request in flight holds one, so enough for two seconds of the rate (a

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::{Bench, MESSAGE, SETUP_CONCURRENCY, drain, read_ok};
 use crate::api;
-use crate::load::{Measure, Pending};
+use crate::load::{Measure, Outcome, Pending};
 use crate::report::{Latency, Row};
 
 /// Messages in the long chat: each `POST /chat` stores the question and the answer.
@@ -19,13 +19,13 @@ const LIST_CHATS: usize = 10_000;
 /// `GET url` with a token, read to the end.
 fn get(client: &reqwest::Client, url: String, token: &str) -> impl Fn(Instant) -> Pending + Clone + Send + use<> {
     let (client, url, token): (_, Arc<str>, Arc<str>) = (client.clone(), Arc::from(url), Arc::from(token));
-    move |_| {
-        let request = client.get(&*url).bearer_auth(&token);
-        Box::pin(async move {
-            drain(read_ok(request.send().await).await?).await?;
-            Ok(Measure::default())
-        })
-    }
+    move |_| Box::pin(fetch(client.get(&*url).bearer_auth(&token)))
+}
+
+/// Sends a `GET` and reads its answer to the end.
+pub async fn fetch(request: reqwest::RequestBuilder) -> Outcome {
+    drain(read_ok(request.send().await).await?).await?;
+    Ok(Measure::default())
 }
 
 async fn get_json(client: &reqwest::Client, url: &str, token: &str) -> anyhow::Result<Value> {

@@ -14,7 +14,7 @@ use crate::report::{Latency, Row};
 use crate::sse;
 
 /// One streamed message to an idle chat of the pool; an `error` event or a stream without `done` is an error.
-async fn send(client: reqwest::Client, url: Arc<str>, pool: ChatPool) -> Outcome {
+pub async fn send(client: reqwest::Client, url: Arc<str>, pool: ChatPool) -> Outcome {
     let Some(chat) = pool.take() else {
         return Err(NO_IDLE_CHAT.to_owned());
     };
