@@ -9,7 +9,7 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde_json::json;
 
 use crate::chat::{WAIT, ask, assert_logs_clean};
-use crate::support::conversation::{messages, say, turns};
+use crate::support::conversation::{messages, say, stored_at_least, turns};
 use crate::support::llm::{GROQ_KEY, TOTAL_TIMEOUT, fast_alias, setup, start};
 use crate::support::{TestServer, TestUser};
 
@@ -107,7 +107,7 @@ async fn a_hanging_provider_is_504_within_the_timeout_and_the_message_was_stored
         expect_failure(&server, &user, &chat, ("are you awake?", "fast"), StatusCode::GATEWAY_TIMEOUT),
         async {
             mock.wait_for_requests(WAIT, |r| !r.is_empty()).await.expect("the provider was called");
-            messages(&server, &user, &chat).await
+            stored_at_least(&server, &user, &chat, 2, WAIT).await
         }
     );
     let elapsed = started.elapsed();

@@ -9,7 +9,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::support::conversation::{
-    cancel, messages, pair, read_deltas, say, settled, slow_reply, turns, wait_disconnected, words,
+    cancel, messages, pair, read_deltas, say, settled, slow_reply, stored_at_least, turns, wait_disconnected, words,
 };
 use crate::support::llm::{GROQ_KEY, fast_alias, setup};
 use crate::support::sse::{self, names, text_of};
@@ -115,7 +115,7 @@ async fn a_cancel_from_another_client_ends_a_waiting_non_streamed_reply_with_its
 
     let ((status, reply), cancelled) = tokio::join!(say(&server, &user, &chat, "take your time"), async {
         mock.wait_for_requests(WAIT, |r| !r.is_empty()).await.expect("the provider was asked");
-        let placeholder = messages(&server, &user, &chat).await[1]["id"].as_i64().expect("reply id");
+        let placeholder = stored_at_least(&server, &user, &chat, 2, WAIT).await[1]["id"].as_i64().expect("reply id");
         // A second client follows the reply and stops it after two pieces.
         let mut follower = sse::follow(&server, &user, &chat, placeholder, None).await.unwrap();
         read_deltas(&mut follower, 2).await;

@@ -50,6 +50,27 @@ pub async fn settled(server: &TestServer, user: &TestUser, chat: &str, within: D
     }
 }
 
+/// The chat's messages once there are at least `count` (polled, with a deadline `within` from now). On an SQLite
+/// database the server asks the provider while the question and the reply's placeholder commit, so a provider
+/// that has been asked does not yet mean the rows are readable.
+pub async fn stored_at_least(
+    server: &TestServer,
+    user: &TestUser,
+    chat: &str,
+    count: usize,
+    within: Duration,
+) -> Vec<Value> {
+    let deadline = Instant::now() + within;
+    loop {
+        let stored = messages(server, user, chat).await;
+        if stored.len() >= count {
+            return stored;
+        }
+        assert!(Instant::now() < deadline, "fewer than {count} messages stored after {within:?}: {stored:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// `(role, content)` of each message (stored messages, or those sent to a provider).
 pub fn turns(messages: &[Value]) -> Vec<(String, String)> {
     messages
