@@ -143,7 +143,8 @@ pub async fn logout(state: web::Data<AppState>, AuthUser(user): AuthUser) -> Res
 }
 
 /// Exchanges a refresh token (usable once) for a new access token and the next refresh token. A refresh token
-/// presented a second time revokes every token of its login, the holder's too.
+/// presented a second time revokes every refresh token of its login, the holder's too (access tokens already issued
+/// live until they expire; a logout revokes them).
 #[utoipa::path(post, path = "/auth/refresh", tag = "auth", request_body = RefreshRequest, responses(
     (status = 200, body = TokenResponse),
     (status = 401, body = ErrorResponse, description = "Unknown, expired, revoked or already used refresh token"),
