@@ -70,6 +70,28 @@ pub struct NewMessage {
 }
 
 impl NewMessage {
+    /// The row this message is once stored under `id`.
+    fn stored_as(&self, id: i64) -> Message {
+        Message {
+            id,
+            chat_id: self.chat_id,
+            role: self.role,
+            content: self.content.clone(),
+            status: self.status,
+            model_alias: self.model_alias.clone(),
+            provider: self.provider.clone(),
+            provider_model: self.provider_model.clone(),
+            prompt_tokens: self.prompt_tokens,
+            completion_tokens: self.completion_tokens,
+            content_tokens: self.content_tokens,
+            latency_ms: self.latency_ms,
+            finish_reason: self.finish_reason.clone(),
+            error_detail: self.error_detail.clone(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+
     /// A complete message with only the essentials set.
     pub fn plain(chat_id: ChatId, role: Role, content: String, now: NaiveDateTime) -> Self {
         Self {
@@ -166,19 +188,23 @@ pub fn insert_pair(
     }
 }
 
-/// Stores `batch` (all of one chat) in order and moves the chat's `updated_at` to the last one's time,
+/// Stores `batch` (all of one chat) in order and moves the chat's `updated_at` to the latest one's time,
 /// in one transaction.
 pub fn insert_messages(conn: &mut DbConnection, batch: Vec<NewMessage>) -> Result<Vec<Message>, StorageError> {
+    let Some(chat_id) = batch.first().map(|message| message.chat_id.to_string()) else {
+        return Ok(Vec::new());
+    };
+    let latest = batch.iter().map(|message| message.created_at).max().unwrap_or_default();
     conn.transaction(|conn| {
+        // The chat row first, then its messages: the order a chat's deletion takes its locks in, so that
+        // the two cannot deadlock on PostgreSQL.
+        diesel::update(chats::table.find(&chat_id)).set(chats::updated_at.eq(latest)).execute(conn)?;
         let mut stored = Vec::with_capacity(batch.len());
         for message in batch {
-            let chat_id = message.chat_id.to_string();
-            let at = message.created_at;
-            // The chat row first, then its messages: the order a chat's deletion takes its locks in,
-            // so that the two cannot deadlock on PostgreSQL.
-            diesel::update(chats::table.find(&chat_id)).set(chats::updated_at.eq(at)).execute(conn)?;
+            // Every column is one of the message's fields, so the row is not read back.
+            let row = message.stored_as(0);
             let id = insert_returning_id(conn, message)?;
-            stored.push(messages::table.find(id).select(Message::as_select()).first(conn)?);
+            stored.push(Message { id, ..row });
         }
         Ok(stored)
     })

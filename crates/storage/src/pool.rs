@@ -205,6 +205,8 @@ impl Database {
             .max_size(options.max_connections)
             // Connections open as load needs them: a server at rest holds two, not the whole pool.
             .min_idle(Some(options.max_connections.min(2)))
+            // A connection to an SQLite file cannot go stale: no `SELECT 1` is parsed and run before each use.
+            .test_on_check_out(!sqlite)
             .connection_timeout(options.acquire_timeout)
             .build(manager)
             .map_err(|err| open_error(err.to_string()))?;

@@ -9,7 +9,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc;
 
-use diesel::Connection;
+use diesel::{Connection, RunQueryDsl};
 
 use crate::{DbConnection, StorageError};
 
@@ -42,8 +42,7 @@ impl Writer {
     {
         let (answer, answered) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |conn| {
-            let result = catch_unwind(AssertUnwindSafe(|| conn.transaction(work)))
-                .unwrap_or_else(|_| Err(StorageError::WriteFailed("the write panicked".to_owned())));
+            let result = in_savepoint(conn, work);
             Box::new(move |committed| {
                 let outcome = committed.map_err(StorageError::WriteFailed).and(result);
                 let _ = answer.send(outcome);
@@ -53,6 +52,53 @@ impl Writer {
         self.jobs.send(job).map_err(|_| gone())?;
         answered.await.map_err(|_| gone())?
     }
+}
+
+/// Runs `work` in a savepoint of the batch's transaction: a write that fails, or panics, is rolled back
+/// alone. The savepoint's statements are prepared once and kept in the connection's statement cache
+/// (diesel's own savepoints are parsed anew on every use, a cost every write would pay).
+fn in_savepoint<T>(
+    conn: &mut DbConnection,
+    work: impl FnOnce(&mut DbConnection) -> Result<T, StorageError>,
+) -> Result<T, StorageError> {
+    let DbConnection::Sqlite(sqlite) = conn else {
+        return conn.transaction(work);
+    };
+    statements::Savepoint.execute(sqlite)?;
+    let result = catch_unwind(AssertUnwindSafe(|| work(conn)))
+        .unwrap_or_else(|_| Err(StorageError::WriteFailed("the write panicked".to_owned())));
+    let DbConnection::Sqlite(sqlite) = conn else { unreachable!("the connection's backend cannot change") };
+    if result.is_err() {
+        statements::RollbackTo.execute(sqlite)?;
+    }
+    statements::Release.execute(sqlite)?;
+    result
+}
+
+/// The writer's savepoint statements, as diesel queries with a static id so that each is prepared once.
+mod statements {
+    use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+    use diesel::sqlite::{Sqlite, SqliteConnection};
+
+    macro_rules! statement {
+        ($name:ident, $sql:literal) => {
+            #[derive(Debug, Clone, Copy, QueryId)]
+            pub(super) struct $name;
+
+            impl QueryFragment<Sqlite> for $name {
+                fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> diesel::QueryResult<()> {
+                    out.push_sql($sql);
+                    Ok(())
+                }
+            }
+
+            impl diesel::RunQueryDsl<SqliteConnection> for $name {}
+        };
+    }
+
+    statement!(Savepoint, "SAVEPOINT writer_job");
+    statement!(RollbackTo, "ROLLBACK TO writer_job");
+    statement!(Release, "RELEASE writer_job");
 }
 
 /// The writer thread: takes whatever is queued, runs it in one transaction, commits, answers.

@@ -230,3 +230,47 @@ async fn a_failed_write_in_a_batch_leaves_the_others_committed() {
     let stored = db.with_connection(|c| messages::list_messages(c, chat, None)).unwrap();
     assert_eq!(stored.len(), 49);
 }
+
+/// A write that fails or panics after it has written is rolled back alone, the writes batched with it are
+/// committed, and the writer goes on taking writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_fails_or_panics_after_writing_is_rolled_back_alone() {
+    let (_dir, db) = open();
+    let user = new_user(&db, "half@example.com");
+    let chat = new_chat(&db, user, "t");
+    let writes: Vec<_> = (0..30)
+        .map(|i| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                let message = NewMessage::plain(chat, Role::User, format!("m{i}"), now_utc());
+                db.write(move |c| {
+                    messages::insert_message(c, message)?;
+                    match i {
+                        10 => Err(StorageError::WriteFailed("refused after writing".to_owned())),
+                        20 => panic!("a write that panics after writing"),
+                        _ => Ok(()),
+                    }
+                })
+                .await
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for write in writes {
+        results.push(write.await.unwrap());
+    }
+    assert!(matches!(&results[10], Err(StorageError::WriteFailed(why)) if why == "refused after writing"));
+    assert!(matches!(&results[20], Err(StorageError::WriteFailed(why)) if why.contains("panicked")));
+    assert!(results.iter().enumerate().all(|(i, r)| i == 10 || i == 20 || r.is_ok()));
+    let later = NewMessage::plain(chat, Role::User, "later".to_owned(), now_utc());
+    db.write(move |c| messages::insert_message(c, later)).await.unwrap();
+    let stored: Vec<String> = db
+        .with_connection(|c| messages::list_messages(c, chat, None))
+        .unwrap()
+        .into_iter()
+        .map(|m| m.content)
+        .collect();
+    assert_eq!(stored.len(), 29, "{stored:?}");
+    assert!(!stored.iter().any(|content| content == "m10" || content == "m20"), "{stored:?}");
+    assert_eq!(stored.last().map(String::as_str), Some("later"));
+}
