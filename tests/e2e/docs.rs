@@ -298,6 +298,54 @@ async fn every_documented_operation_answers_without_a_server_error_given_a_token
 }
 
 #[tokio::test]
+async fn every_documented_path_answers_other_methods_405_with_an_allow_header_of_its_documented_methods() {
+    let server = TestServer::start().await;
+    let user = server.signup().await;
+    let doc = openapi(&server).await;
+    let chat_id = uuid::Uuid::new_v4().to_string();
+    let paths = doc["paths"].as_object().expect("openapi.json has a `paths` object");
+    for (path, item) in paths {
+        let mut documented: Vec<String> = item
+            .as_object()
+            .expect("a path item is an object")
+            .keys()
+            .filter(|method| HTTP_METHODS.contains(&method.as_str()))
+            .map(|method| method.to_ascii_uppercase())
+            .collect();
+        documented.sort();
+        let other = ["PUT", "PATCH", "DELETE", "POST"].into_iter().find(|m| !documented.iter().any(|d| d == m));
+        let other = other.unwrap_or_else(|| panic!("{path} documents every method"));
+        let concrete_path = concrete(path, &chat_id).replace("{message_id}", "1");
+        let method = Method::from_bytes(other.as_bytes()).expect("method");
+        let (status, headers, body) = server.call(method, &concrete_path, Some(&user.token), None).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{other} {path}: {body}");
+        assert_eq!(body, json!({"detail": "Method Not Allowed"}), "{other} {path}");
+        let allow = headers.get(header::ALLOW).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let mut allowed: Vec<String> =
+            allow.split(',').map(|m| m.trim().to_owned()).filter(|m| !m.is_empty()).collect();
+        allowed.sort();
+        assert_eq!(allowed, documented, "{other} {path}: `Allow: {allow}` against the documented methods");
+    }
+}
+
+#[tokio::test]
+async fn openapi_names_this_servers_model_aliases_and_message_limit() {
+    let server = TestServer::start_with(&[("MAX_MESSAGE_CHARS", "1234")]).await;
+    let user = server.signup().await;
+    let doc = openapi(&server).await;
+    let (status, models) = server.get("/models", Some(&user.token)).await;
+    assert_eq!(status, StatusCode::OK, "GET /models: {models}");
+    let mut aliases: Vec<Value> =
+        models.as_array().expect("a list of models").iter().map(|model| model["alias"].clone()).collect();
+    aliases.push(Value::Null);
+    let schemas = &doc["components"]["schemas"];
+    for schema in ["ChatRequest", "RegenerateRequest"] {
+        assert_eq!(schemas[schema]["properties"]["model"]["enum"], Value::Array(aliases.clone()), "{schema}.model");
+    }
+    assert_eq!(schemas["ChatRequest"]["properties"]["message"]["maxLength"], 1234, "ChatRequest.message");
+}
+
+#[tokio::test]
 async fn swagger_authorize_flow_gets_a_token_that_works() {
     let server = TestServer::start().await;
     let email = format!("swagger-{}@example.com", uuid_like());

@@ -11,8 +11,9 @@ use crate::validation::FieldError;
 
 #[derive(Debug, ToSchema)]
 pub struct RegisterRequest {
-    /// Trimmed and lower-cased before it is stored.
-    #[schema(format = "email", example = "user@example.com")]
+    /// Trimmed and lower-cased before it is stored; at most 254 characters, 64 before the `@` and 63 in each label of
+    /// the domain.
+    #[schema(format = "email", max_length = 254, example = "user@example.com")]
     pub email: String,
     /// 8 to 72 characters, and at most 72 bytes in UTF-8.
     #[schema(min_length = 8, max_length = 72, example = "password123")]
@@ -21,7 +22,8 @@ pub struct RegisterRequest {
 
 #[derive(Debug, ToSchema)]
 pub struct LoginRequest {
-    #[schema(format = "email", example = "user@example.com")]
+    /// Compared trimmed and lower-cased.
+    #[schema(format = "email", max_length = 254, example = "user@example.com")]
     pub email: String,
     #[schema(min_length = 1, max_length = 72, example = "password123")]
     pub password: String,
@@ -30,11 +32,18 @@ pub struct LoginRequest {
 /// OAuth2 password flow form; `username` carries the email. Other OAuth2 fields are accepted and ignored.
 #[derive(Debug, ToSchema)]
 pub struct TokenForm {
+    /// The account's email.
+    #[schema(format = "email", min_length = 1, example = "user@example.com")]
     pub username: String,
+    #[schema(min_length = 1, example = "password123")]
     pub password: String,
+    #[schema(nullable = false, example = "password")]
     pub grant_type: Option<String>,
+    #[schema(nullable = false)]
     pub scope: Option<String>,
+    #[schema(nullable = false)]
     pub client_id: Option<String>,
+    #[schema(nullable = false)]
     pub client_secret: Option<String>,
 }
 
@@ -63,6 +72,8 @@ pub struct UpdateChatRequest {
 pub struct UserResponse {
     #[schema(format = "uuid")]
     pub id: String,
+    /// As stored: trimmed and lower-cased.
+    #[schema(format = "email")]
     pub email: String,
     #[schema(format = "date-time")]
     pub created_at: String,
@@ -78,6 +89,7 @@ impl From<&User> for UserResponse {
 pub struct TokenResponse {
     pub access_token: String,
     /// Always `bearer`.
+    #[schema(value_type = TokenType)]
     pub token_type: &'static str,
     /// Seconds until the token expires.
     pub expires_in: i64,
@@ -100,8 +112,10 @@ pub struct ChatResponse {
     pub id: String,
     #[schema(format = "uuid")]
     pub user_id: String,
+    #[schema(required = true)]
     pub title: Option<String>,
     /// The chat's own system prompt, if it has one.
+    #[schema(required = true)]
     pub system_prompt: Option<String>,
     #[schema(format = "date-time")]
     pub created_at: String,
@@ -137,14 +151,16 @@ pub struct MessageResponse {
     pub id: i64,
     #[schema(format = "uuid")]
     pub chat_id: String,
-    /// `user` or `assistant`.
+    #[schema(value_type = MessageRole)]
     pub role: &'static str,
     pub content: String,
-    /// `generating`, `complete`, `cancelled`, `error` or `interrupted`.
+    #[schema(value_type = MessageStatus)]
     pub status: &'static str,
     /// The alias that wrote an assistant message.
+    #[schema(required = true)]
     pub model: Option<String>,
     /// Why an assistant message ended: `stop`, `length`, `cancelled`, ...
+    #[schema(required = true)]
     pub finish_reason: Option<String>,
     #[schema(format = "date-time")]
     pub created_at: String,
@@ -199,7 +215,7 @@ pub struct ChatReplyResponse {
     /// The alias that answered.
     pub model: String,
     pub usage: UsageResponse,
-    /// `complete`, or `cancelled` when the reply was stopped (it then holds the text so far).
+    #[schema(value_type = ReplyStatus)]
     pub status: &'static str,
     /// `stop`, `length`, `content_filter`, ... or `cancelled`.
     pub finish_reason: String,
@@ -285,11 +301,11 @@ pub struct RootResponse {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HealthResponse {
-    /// `healthy` or `unhealthy`.
+    #[schema(value_type = HealthStatus)]
     pub status: &'static str,
-    /// `ok` or `unreachable`.
+    #[schema(value_type = DatabaseStatus)]
     pub database: &'static str,
-    /// `sqlite` or `postgres`.
+    #[schema(value_type = DatabaseBackend)]
     pub backend: &'static str,
     /// The connection pool: connections open, and idle among them.
     pub pool: PoolResponse,
@@ -311,4 +327,64 @@ pub struct ErrorResponse {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ValidationErrorResponse {
     pub detail: Vec<FieldError>,
+}
+
+// ----- the values of the string fields above that have a fixed set (documentation: the fields are `&str`) -----
+
+/// The only token type.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum TokenType {
+    Bearer,
+}
+
+/// Who wrote a message.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum MessageRole {
+    User,
+    Assistant,
+}
+
+/// Where a message stands: a user's is `complete`; a reply is `generating` until it ends as one of the others.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum MessageStatus {
+    Generating,
+    Complete,
+    Cancelled,
+    Error,
+    Interrupted,
+}
+
+/// How a reply answered in JSON ended: `complete`; `cancelled` when it was stopped, `interrupted` when the server
+/// stopped first, `error` when it failed once begun (each then holding the text so far).
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum ReplyStatus {
+    Complete,
+    Cancelled,
+    Interrupted,
+    Error,
+}
+
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum HealthStatus {
+    Healthy,
+    Unhealthy,
+}
+
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum DatabaseStatus {
+    Ok,
+    Unreachable,
+}
+
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum DatabaseBackend {
+    Sqlite,
+    Postgres,
 }

@@ -40,7 +40,10 @@ pub enum ApiError {
     EmailTaken,
     ChatNotFound(String),
     NotFound,
-    MethodNotAllowed,
+    /// A method the path does not serve; `allow` lists those it does (`GET, POST`), for the `Allow` header.
+    MethodNotAllowed {
+        allow: &'static str,
+    },
     PayloadTooLarge {
         limit: usize,
     },
@@ -109,7 +112,7 @@ impl ApiError {
             ApiError::EmailTaken => "Email already registered".to_owned(),
             ApiError::ChatNotFound(id) => format!("Chat with id '{id}' not found"),
             ApiError::NotFound => "Not Found".to_owned(),
-            ApiError::MethodNotAllowed => "Method Not Allowed".to_owned(),
+            ApiError::MethodNotAllowed { .. } => "Method Not Allowed".to_owned(),
             ApiError::PayloadTooLarge { limit } => {
                 format!("Request body is too large; the limit is {limit} bytes")
             }
@@ -142,7 +145,7 @@ impl ResponseError for ApiError {
             | ApiError::InvalidRefreshToken => StatusCode::UNAUTHORIZED,
             ApiError::EmailTaken => StatusCode::CONFLICT,
             ApiError::ChatNotFound(_) | ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::GenerationInProgress | ApiError::NothingToRegenerate => StatusCode::CONFLICT,
             ApiError::MessageNotFound(_) => StatusCode::NOT_FOUND,
@@ -165,6 +168,10 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(status);
         if status == StatusCode::UNAUTHORIZED {
             response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+        }
+        if let ApiError::MethodNotAllowed { allow } = self {
+            // RFC 9110: a 405 lists the methods the resource does serve.
+            response.insert_header((header::ALLOW, *allow));
         }
         if let ApiError::ProviderRateLimited { retry_after_secs, .. }
         | ApiError::TooManyRequests { retry_after_secs, .. } = self

@@ -12,6 +12,9 @@ use crate::extract::{AuthAttempt, AuthUser, FormBody, JsonBody};
 use crate::state::AppState;
 use crate::validation::{FieldError, ObjectReader};
 
+/// Longer than any refresh token the server issues; a longer one is refused before it is looked up.
+const MAX_REFRESH_TOKEN_CHARS: usize = 128;
+
 fn token_response(session: chat_service::Session) -> HttpResponse {
     HttpResponse::Ok().json(TokenResponse {
         access_token: session.access.token,
@@ -39,6 +42,7 @@ fn parse_email(reader: &mut ObjectReader<'_>) -> Option<Email> {
     (status = 413, body = ErrorResponse),
     (status = 422, body = ValidationErrorResponse, description = "Bad email, or password length out of bounds"),
     (status = 429, body = ErrorResponse, description = "Too many attempts from this address; see Retry-After"),
+    (status = 503, body = ErrorResponse, description = "The database cannot be reached"),
 ))]
 pub async fn register(_: AuthAttempt, state: web::Data<AppState>, body: JsonBody) -> Result<HttpResponse, ApiError> {
     let mut reader = ObjectReader::new(body.0.as_ref())?;
@@ -70,6 +74,7 @@ pub async fn register(_: AuthAttempt, state: web::Data<AppState>, body: JsonBody
     (status = 413, body = ErrorResponse),
     (status = 422, body = ValidationErrorResponse),
     (status = 429, body = ErrorResponse, description = "Too many attempts from this address; see Retry-After"),
+    (status = 503, body = ErrorResponse, description = "The database cannot be reached"),
 ))]
 pub async fn login(_: AuthAttempt, state: web::Data<AppState>, body: JsonBody) -> Result<HttpResponse, ApiError> {
     let mut reader = ObjectReader::new(body.0.as_ref())?;
@@ -102,6 +107,7 @@ pub async fn login(_: AuthAttempt, state: web::Data<AppState>, body: JsonBody) -
         (status = 413, body = ErrorResponse),
         (status = 422, body = ValidationErrorResponse),
         (status = 429, body = ErrorResponse, description = "Too many attempts from this address; see Retry-After"),
+        (status = 503, body = ErrorResponse, description = "The database cannot be reached"),
 ))]
 pub async fn token(_: AuthAttempt, state: web::Data<AppState>, form: FormBody) -> Result<HttpResponse, ApiError> {
     let mut errors = Vec::new();
@@ -125,6 +131,7 @@ pub async fn token(_: AuthAttempt, state: web::Data<AppState>, form: FormBody) -
     responses(
         (status = 200, body = UserResponse),
         (status = 401, body = ErrorResponse),
+        (status = 503, body = ErrorResponse, description = "The database cannot be reached"),
 ))]
 pub async fn me(AuthUser(user): AuthUser) -> HttpResponse {
     HttpResponse::Ok().json(UserResponse::from(&user))
@@ -136,6 +143,7 @@ pub async fn me(AuthUser(user): AuthUser) -> HttpResponse {
     responses(
         (status = 204, description = "Every token of the account is revoked"),
         (status = 401, body = ErrorResponse),
+        (status = 503, body = ErrorResponse, description = "The database cannot be reached"),
 ))]
 pub async fn logout(state: web::Data<AppState>, AuthUser(user): AuthUser) -> Result<HttpResponse, ApiError> {
     state.service.logout(user.id).await?;
@@ -151,15 +159,19 @@ pub async fn logout(state: web::Data<AppState>, AuthUser(user): AuthUser) -> Res
     (status = 413, body = ErrorResponse),
     (status = 422, body = ValidationErrorResponse),
     (status = 429, body = ErrorResponse, description = "Too many attempts from this address; see Retry-After"),
+    (status = 503, body = ErrorResponse, description = "The database cannot be reached"),
 ))]
 pub async fn refresh(_: AuthAttempt, state: web::Data<AppState>, body: JsonBody) -> Result<HttpResponse, ApiError> {
     let mut reader = ObjectReader::new(body.0.as_ref())?;
     let token = reader.required_str("refresh_token").filter(|token| {
-        let fits = (1..=128).contains(&token.len());
-        if !fits {
-            reader.push(FieldError::too_long(&["body", "refresh_token"], 128));
+        let loc = ["body", "refresh_token"];
+        let length = token.chars().count();
+        if length < 1 {
+            reader.push(FieldError::too_short(&loc, 1));
+        } else if length > MAX_REFRESH_TOKEN_CHARS {
+            reader.push(FieldError::too_long(&loc, MAX_REFRESH_TOKEN_CHARS));
         }
-        fits
+        (1..=MAX_REFRESH_TOKEN_CHARS).contains(&length)
     });
     reader.finish()?;
     let Some(token) = token else {

@@ -29,7 +29,7 @@ use crate::validation::{FieldError, ObjectReader};
         (status = 422, body = ValidationErrorResponse, description = "Empty or too long message, unknown model"),
         (status = 429, body = ErrorResponse, description = "Too many new replies for this account, or the provider is rate limiting; see Retry-After"),
         (status = 502, body = ErrorResponse, description = "The provider failed or answered unusably"),
-        (status = 503, body = ErrorResponse, description = "No provider can serve the model"),
+        (status = 503, body = ErrorResponse, description = "No provider can serve the model, the server is shutting down, or the database cannot be reached"),
         (status = 504, body = ErrorResponse, description = "The provider did not answer in time"),
 ))]
 pub async fn send_message(
@@ -97,6 +97,7 @@ pub async fn answer(state: &AppState, started: Started, stream: bool) -> Result<
     responses(
         (status = 200, body = Vec<ModelResponse>),
         (status = 401, body = ErrorResponse),
+        (status = 503, body = ErrorResponse, description = "The database cannot be reached"),
 ))]
 pub async fn list_models(state: web::Data<AppState>, _user: AuthUser) -> HttpResponse {
     HttpResponse::Ok().json(&state.models)

@@ -69,6 +69,7 @@ fn title_error(err: TitleError) -> FieldError {
         (status = 401, body = ErrorResponse),
         (status = 413, body = ErrorResponse),
         (status = 422, body = ValidationErrorResponse),
+        (status = 503, body = ErrorResponse, description = "The database cannot be reached"),
 ))]
 pub async fn create_chat(
     state: web::Data<AppState>,
@@ -98,6 +99,7 @@ pub async fn create_chat(
         (status = 200, body = ChatListResponse),
         (status = 401, body = ErrorResponse),
         (status = 422, body = ValidationErrorResponse),
+        (status = 503, body = ErrorResponse, description = "The database cannot be reached"),
 ))]
 pub async fn list_chats(
     state: web::Data<AppState>,
@@ -117,12 +119,13 @@ pub async fn list_chats(
 
 /// One chat.
 #[utoipa::path(get, path = "/chats/{chat_id}", tag = "chats",
-    params(("chat_id" = String, Path, description = "The chat's id (a UUID)")),
+    params(("chat_id" = String, Path, format = "uuid", description = "The chat's id")),
     security(("OAuth2PasswordBearer" = []), ("HTTPBearer" = [])),
     responses(
         (status = 200, body = ChatResponse),
         (status = 401, body = ErrorResponse),
         (status = 404, body = ErrorResponse, description = "No such chat for this user"),
+        (status = 503, body = ErrorResponse, description = "The database cannot be reached"),
 ))]
 pub async fn get_chat(
     state: web::Data<AppState>,
@@ -135,13 +138,14 @@ pub async fn get_chat(
 
 /// The chat's messages, oldest first.
 #[utoipa::path(get, path = "/chats/{chat_id}/messages", tag = "chats",
-    params(("chat_id" = String, Path, description = "The chat's id (a UUID)"), ListMessagesQuery),
+    params(("chat_id" = String, Path, format = "uuid", description = "The chat's id"), ListMessagesQuery),
     security(("OAuth2PasswordBearer" = []), ("HTTPBearer" = [])),
     responses(
         (status = 200, body = Vec<MessageResponse>),
         (status = 401, body = ErrorResponse),
         (status = 404, body = ErrorResponse),
         (status = 422, body = ValidationErrorResponse),
+        (status = 503, body = ErrorResponse, description = "The database cannot be reached"),
 ))]
 pub async fn list_messages(
     state: web::Data<AppState>,
@@ -160,7 +164,7 @@ pub async fn list_messages(
 
 /// Rename a chat.
 #[utoipa::path(patch, path = "/chats/{chat_id}", tag = "chats", request_body = UpdateChatRequest,
-    params(("chat_id" = String, Path, description = "The chat's id (a UUID)")),
+    params(("chat_id" = String, Path, format = "uuid", description = "The chat's id")),
     security(("OAuth2PasswordBearer" = []), ("HTTPBearer" = [])),
     responses(
         (status = 200, body = ChatResponse),
@@ -168,6 +172,7 @@ pub async fn list_messages(
         (status = 404, body = ErrorResponse),
         (status = 413, body = ErrorResponse),
         (status = 422, body = ValidationErrorResponse),
+        (status = 503, body = ErrorResponse, description = "The database cannot be reached"),
 ))]
 pub async fn update_chat(
     state: web::Data<AppState>,
@@ -193,12 +198,13 @@ pub async fn update_chat(
 
 /// Delete a chat and its messages.
 #[utoipa::path(delete, path = "/chats/{chat_id}", tag = "chats",
-    params(("chat_id" = String, Path, description = "The chat's id (a UUID)")),
+    params(("chat_id" = String, Path, format = "uuid", description = "The chat's id")),
     security(("OAuth2PasswordBearer" = []), ("HTTPBearer" = [])),
     responses(
         (status = 204, description = "Deleted"),
         (status = 401, body = ErrorResponse),
         (status = 404, body = ErrorResponse),
+        (status = 503, body = ErrorResponse, description = "The database cannot be reached"),
 ))]
 pub async fn delete_chat(
     state: web::Data<AppState>,

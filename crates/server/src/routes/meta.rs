@@ -1,4 +1,4 @@
-//! The service's own endpoints: `/` and `/health`, plus the fallbacks for unknown paths and methods.
+//! The service's own endpoints: `/`, `/health` and `/openapi.json`, plus the fallbacks for unknown paths and methods.
 
 use std::time::Duration;
 
@@ -6,6 +6,7 @@ use actix_web::{HttpResponse, web};
 
 use crate::dto::{HealthResponse, PoolResponse, RootResponse};
 use crate::error::ApiError;
+use crate::openapi::{Served, document};
 use crate::state::AppState;
 
 /// How long `/health` waits for the database before calling it unreachable.
@@ -48,12 +49,23 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     if answered { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
 }
 
+/// The OpenAPI document, with this server's model aliases and message limit.
+pub async fn openapi_json(state: web::Data<AppState>) -> HttpResponse {
+    let aliases = state.service.alias_names();
+    HttpResponse::Ok().json(document(&Served {
+        aliases: &aliases,
+        default_model: &state.default_model,
+        max_message_chars: state.max_message_chars,
+    }))
+}
+
 pub async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound)
 }
 
-pub async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed)
+/// A method the path does not serve; `allow` names those it does.
+pub async fn method_not_allowed(allow: &'static str) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed { allow })
 }
 
 /// Swagger UI lives at `/docs/`; its page loads its assets relative to that.

@@ -13,7 +13,7 @@ use crate::validation::ObjectReader;
 /// Replace the chat's last reply with a new one for the same message (or answer a last message that
 /// has no reply). The old reply goes once the new one begins; if the model fails first, it stays.
 #[utoipa::path(post, path = "/chats/{chat_id}/regenerate", tag = "chat",
-    params(("chat_id" = String, Path, format = "uuid")),
+    params(("chat_id" = String, Path, format = "uuid", description = "The chat's id")),
     request_body(content = Option<RegenerateRequest>, description = "May be empty"),
     security(("OAuth2PasswordBearer" = []), ("HTTPBearer" = [])),
     responses(
@@ -26,7 +26,7 @@ use crate::validation::ObjectReader;
         (status = 422, body = ValidationErrorResponse, description = "Unknown model"),
         (status = 429, body = ErrorResponse, description = "Too many new replies for this account, or the provider is rate limiting; see Retry-After"),
         (status = 502, body = ErrorResponse, description = "The provider failed or answered unusably"),
-        (status = 503, body = ErrorResponse, description = "No provider can serve the model"),
+        (status = 503, body = ErrorResponse, description = "No provider can serve the model, the server is shutting down, or the database cannot be reached"),
         (status = 504, body = ErrorResponse, description = "The provider did not answer in time"),
 ))]
 pub async fn regenerate(
@@ -57,12 +57,13 @@ pub async fn regenerate(
 /// Stop the chat's running reply. Its text so far is stored with status `cancelled`, and its
 /// listeners get `done` with `finish_reason: "cancelled"`.
 #[utoipa::path(post, path = "/chats/{chat_id}/cancel", tag = "chat",
-    params(("chat_id" = String, Path, format = "uuid")),
+    params(("chat_id" = String, Path, format = "uuid", description = "The chat's id")),
     security(("OAuth2PasswordBearer" = []), ("HTTPBearer" = [])),
     responses(
         (status = 200, body = CancelResponse, description = "`cancelled` is false when nothing was running"),
         (status = 401, body = ErrorResponse),
         (status = 404, body = ErrorResponse, description = "No such chat for this user"),
+        (status = 503, body = ErrorResponse, description = "The database cannot be reached"),
 ))]
 pub async fn cancel(
     state: web::Data<AppState>,
@@ -78,15 +79,16 @@ pub async fn cancel(
 /// `start`, one `delta` with all its text, and its ending; a `start` always means "begin the message again".
 #[utoipa::path(get, path = "/chats/{chat_id}/messages/{message_id}/events", tag = "chat",
     params(
-        ("chat_id" = String, Path, format = "uuid"),
-        ("message_id" = i64, Path),
-        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this event id"),
+        ("chat_id" = String, Path, format = "uuid", description = "The chat's id"),
+        ("message_id" = i64, Path, minimum = 1, description = "The assistant message's id"),
+        ("Last-Event-ID" = Option<u64>, Header, nullable = false, description = "Resume after this event id"),
     ),
     security(("OAuth2PasswordBearer" = []), ("HTTPBearer" = [])),
     responses(
         (status = 200, content_type = "text/event-stream", body = String),
         (status = 401, body = ErrorResponse),
         (status = 404, body = ErrorResponse, description = "No such chat for this user, or no such assistant message in it"),
+        (status = 503, body = ErrorResponse, description = "The database cannot be reached"),
 ))]
 pub async fn events(
     state: web::Data<AppState>,
