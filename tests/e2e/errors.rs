@@ -386,7 +386,10 @@ async fn health_is_503_unhealthy_when_the_database_cannot_answer() {
     let server = TestServer::start().await;
     let (status, _) = server.get("/health", None).await;
     assert_eq!(status, StatusCode::OK);
-    drop_tables(&server, "DROP TABLE messages; DROP TABLE chats; DROP TABLE refresh_tokens; DROP TABLE users;");
+    drop_tables(
+        &server,
+        "DROP TABLE messages; DROP TABLE chats; DROP TABLE refresh_tokens; DROP TABLE token_usage; DROP TABLE users;",
+    );
     let answer = send(request(&server, Method::GET, "/health")).await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{}", answer.text);
     assert_eq!(answer.json["status"], "unhealthy", "{}", answer.text);

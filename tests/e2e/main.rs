@@ -10,6 +10,7 @@ mod support;
 
 mod auth;
 mod browser;
+mod budget;
 mod chat;
 mod chats;
 mod crash;

@@ -46,6 +46,11 @@ impl Alias {
     pub fn prompt_budget(&self) -> u32 {
         self.targets.iter().map(|t| t.context_window.saturating_sub(t.max_output_tokens)).min().unwrap_or(0)
     }
+
+    /// The most tokens a reply may take, whichever target answers it.
+    pub fn max_output_tokens(&self) -> u32 {
+        self.targets.iter().map(|t| t.max_output_tokens).max().unwrap_or(0)
+    }
 }
 
 /// What served a call.

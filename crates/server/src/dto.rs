@@ -278,6 +278,36 @@ pub struct ErrorEvent {
     pub status: u16,
 }
 
+/// The caller's daily token budget today (UTC).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UsageTodayResponse {
+    /// The UTC day counted, `YYYY-MM-DD`.
+    pub day: String,
+    /// Tokens a user may spend per UTC day; null when no budget is set (nothing is counted then).
+    pub budget: Option<u64>,
+    /// Tokens spent today by replies that ended, as their providers counted them.
+    pub used: u64,
+    /// Tokens held by replies still running: each holds its prompt and the longest answer it may get.
+    pub reserved: u64,
+    /// What new replies may still reserve today; null when no budget is set.
+    pub remaining: Option<u64>,
+    /// When the budget renews: the next 00:00 UTC.
+    pub renews_at: String,
+}
+
+impl From<chat_service::BudgetToday> for UsageTodayResponse {
+    fn from(today: chat_service::BudgetToday) -> Self {
+        Self {
+            day: today.day.format("%Y-%m-%d").to_string(),
+            budget: today.budget,
+            used: today.used,
+            reserved: today.reserved,
+            remaining: today.budget.map(|budget| budget.saturating_sub(today.used.saturating_add(today.reserved))),
+            renews_at: to_rfc3339(today.renews_at),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ModelResponse {
     pub alias: String,

@@ -7,7 +7,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use chat_auth::AuthError;
-use chat_service::{ServiceError, StreamFailure};
+use chat_service::{BudgetSpent, ServiceError, StreamFailure};
 use chat_storage::StorageError;
 use llm_providers::router::RouteError;
 use llm_providers::{FailureKind, ProviderError};
@@ -54,7 +54,7 @@ pub enum ApiError {
     MessageNotFound(String),
     /// The server is shutting down and starts nothing new.
     ShuttingDown,
-    /// The client went over one of the server's own rate limits.
+    /// The client went over one of the server's own rate limits, or its daily token budget.
     TooManyRequests {
         detail: String,
         retry_after_secs: u64,
@@ -209,6 +209,7 @@ impl From<ServiceError> for ApiError {
                 ),
                 retry_after_secs: 1,
             },
+            ServiceError::TokenBudgetSpent(spent) => budget_spent(&spent),
             ServiceError::NothingToRegenerate => ApiError::NothingToRegenerate,
             ServiceError::MessageNotFound { message_id } => ApiError::MessageNotFound(message_id.to_string()),
             ServiceError::ShuttingDown => ApiError::ShuttingDown,
@@ -217,6 +218,24 @@ impl From<ServiceError> for ApiError {
             ServiceError::Auth(err) => err.into(),
         }
     }
+}
+
+/// A reply the user's daily token budget cannot cover: a 429 until the budget renews at 00:00 UTC.
+fn budget_spent(spent: &BudgetSpent) -> ApiError {
+    let BudgetSpent { budget, committed, needed, renews_in } = spent;
+    let left = budget.saturating_sub(*committed);
+    let detail = if needed > budget {
+        format!(
+            "This reply may need up to {needed} tokens (its prompt and the longest answer the model may give), more \
+             than the daily token budget of {budget}: use a model with a shorter answer limit, or a shorter chat"
+        )
+    } else {
+        format!(
+            "Daily token budget spent: {committed} of {budget} tokens are used or held by running replies, {left} \
+             are left and this reply may need up to {needed}; the budget renews at 00:00 UTC"
+        )
+    };
+    ApiError::TooManyRequests { detail, retry_after_secs: renews_in.as_secs().max(1) }
 }
 
 /// FastAPI's `enum` error for a `model` that names no alias, listing the ones that exist.

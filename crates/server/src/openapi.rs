@@ -26,7 +26,7 @@ use crate::validation::FieldError;
         auth::register, auth::login, auth::token, auth::me, auth::logout, auth::refresh,
         chats::create_chat, chats::list_chats, chats::get_chat, chats::list_messages,
         chats::update_chat, chats::delete_chat,
-        chat::send_message, replies::regenerate, replies::cancel, replies::events, chat::list_models,
+        chat::send_message, replies::regenerate, replies::cancel, replies::events, chat::list_models, chat::usage,
     ),
     components(schemas(
         FieldError, dto::ErrorResponse, dto::ValidationErrorResponse,

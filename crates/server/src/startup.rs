@@ -193,6 +193,7 @@ impl Application {
         let models = models_of(&built.router, &settings);
         let chat = ChatSettings {
             refresh_token_lifetime: chrono::Duration::days(settings.auth.refresh_token_expire_days),
+            daily_token_budget: Some(settings.chat.daily_token_budget).filter(|&budget| budget > 0),
             system_prompt: settings.chat.system_prompt.clone(),
             default_model: settings.chat.default_model.clone(),
             generation: GenerationSettings {

@@ -9,6 +9,7 @@ use chat_storage::{DbConnection, Message, NewMessage, StorageError, chats, messa
 use llm_providers::router::{Alias, RouteError};
 use llm_providers::{ProviderError, Usage};
 
+use crate::budget::Hold;
 use crate::chats::{not_found, parse_chat_id, read_users_chat};
 use crate::context::{self, HistoryItem};
 use crate::generation::{Ask, EarlyAsk, Ending, Generation, Job, Reservation, StreamStart, Subscription};
@@ -21,8 +22,10 @@ struct Launch {
     system: Option<(String, u32)>,
     prompt: (String, u32),
     replacing: bool,
-    /// The provider already asked, or the context to ask it with (a new message's reply).
+    /// The provider already asked, or the context to ask it with.
     ask: Option<Ask>,
+    /// The reply's share of the user's daily token budget, when one is set.
+    hold: Option<Hold>,
 }
 use crate::{Caller, ChatService, ServiceError};
 
@@ -157,6 +160,7 @@ impl ChatService {
         let system_ref = system.as_ref().map(|(prompt, tokens)| (prompt.as_str(), *tokens));
         let context = context::build(system_ref, (text.as_str(), new_tokens), history, budget)
             .map_err(ServiceError::MessageTooLarge)?;
+        let hold = self.reserve_tokens(user_id, context.tokens.saturating_add(alias.max_output_tokens())).await?;
         // When this process alone decides which chats are busy (it holds the SQLite file), the reservation
         // above stands and the provider is asked now, while the rows are being committed: the commit hides
         // behind the first token instead of adding to it. On a shared database the insert may still be
@@ -168,7 +172,7 @@ impl ChatService {
         };
         let reply = placeholder(id, &alias, now);
         let launch =
-            Launch { reservation, alias, system, prompt: (text, new_tokens), replacing: false, ask: Some(ask) };
+            Launch { reservation, alias, system, prompt: (text, new_tokens), replacing: false, ask: Some(ask), hold };
         self.store_and_launch(chat_id, launch, move |c| {
             messages::insert_pair(c, user_message, reply).map(|(question, reply)| (question.id, reply))
         })
@@ -210,8 +214,14 @@ impl ChatService {
             Some(stored) => u32::try_from(stored).unwrap_or(0),
             None => self.tokens_of(&question.content),
         };
-        fits(&system, tokens, &alias)?;
         let question_id = question.id;
+        // The context before anything is stored, so that a reply the budget refuses leaves the chat as it was.
+        let budget = alias.prompt_budget();
+        let history = self.history_before(id, question_id, budget).await?;
+        let system_ref = system.as_ref().map(|(prompt, tokens)| (prompt.as_str(), *tokens));
+        let context = context::build(system_ref, (question.content.as_str(), tokens), history, budget)
+            .map_err(ServiceError::MessageTooLarge)?;
+        let hold = self.reserve_tokens(user_id, context.tokens.saturating_add(alias.max_output_tokens())).await?;
         let reply = placeholder(id, &alias, now_utc());
         let launch = Launch {
             reservation,
@@ -219,7 +229,8 @@ impl ChatService {
             system,
             prompt: (question.content.clone(), tokens),
             replacing: true,
-            ask: None,
+            ask: Some(Ask::Ready(context)),
+            hold,
         };
         self.store_and_launch(chat_id, launch, move |c| {
             let reply = messages::insert_message(c, reply)?;
@@ -242,7 +253,7 @@ impl ChatService {
         let chat = chat_id.to_owned();
         tokio::spawn(async move {
             let (question, reply) = svc.store(&chat, insert).await?;
-            let Launch { reservation, alias, system, prompt, replacing, ask } = launch;
+            let Launch { reservation, alias, system, prompt, replacing, ask, hold } = launch;
             let start = StreamStart {
                 chat_id: reply.chat_id,
                 user_message_id: question,
@@ -250,7 +261,7 @@ impl ChatService {
                 model: alias.name.clone(),
             };
             let generation = Arc::new(Generation::new(start));
-            let job = Job { generation: Arc::clone(&generation), alias, system, prompt, replacing, ask };
+            let job = Job { generation: Arc::clone(&generation), alias, system, prompt, replacing, ask, hold };
             svc.generations.launch(reservation, Arc::clone(&generation), svc.clone().generate(job));
             Ok(Started { generation })
         })
@@ -326,13 +337,6 @@ fn read_history(
             return Ok(items);
         }
     }
-}
-
-/// Whether a message of `tokens` fits the alias's budget with the system prompt alone.
-fn fits(system: &Option<(String, u32)>, tokens: u32, alias: &Alias) -> Result<(), ServiceError> {
-    let system = system.as_ref().map(|(prompt, tokens)| (prompt.as_str(), *tokens));
-    context::build(system, ("", tokens), Vec::new(), alias.prompt_budget()).map_err(ServiceError::MessageTooLarge)?;
-    Ok(())
 }
 
 /// The row a reply is generated into, stored with the message it answers.

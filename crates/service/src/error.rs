@@ -4,6 +4,7 @@ use chat_auth::{AuthError, TokenError};
 use chat_storage::StorageError;
 use llm_providers::router::RouteError;
 
+use crate::budget::BudgetSpent;
 use crate::context::TooLarge;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +37,9 @@ pub enum ServiceError {
     /// The user already has this many replies running (in this process).
     #[error("{limit} replies are already running for this user")]
     TooManyGenerations { limit: usize },
+    /// The user's daily token budget cannot cover this reply.
+    #[error("the daily token budget is spent")]
+    TokenBudgetSpent(BudgetSpent),
     /// The server is shutting down and starts no new replies (or stopped this one).
     #[error("the server is shutting down")]
     ShuttingDown,

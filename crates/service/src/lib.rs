@@ -2,6 +2,7 @@
 
 mod accounts;
 mod activity;
+mod budget;
 mod chats;
 pub mod context;
 mod conversation;
@@ -16,6 +17,7 @@ use llm_providers::router::Router;
 
 pub use accounts::{Caller, Session};
 pub use activity::Activity;
+pub use budget::{BudgetSpent, BudgetToday};
 pub use conversation::{Reply, Started};
 pub use error::ServiceError;
 pub use generation::{
@@ -35,6 +37,8 @@ pub struct ChatSettings {
     pub generation: GenerationSettings,
     /// How long a refresh token may be used (once) to get a new access token.
     pub refresh_token_lifetime: chrono::Duration,
+    /// The tokens (prompt and answer, as providers count them) each user may spend per UTC day; `None` for no limit.
+    pub daily_token_budget: Option<u64>,
 }
 
 /// Everything the use-cases need, built once at start-up and shared; cheap to clone.

@@ -104,6 +104,7 @@ async fn setup(provider: Arc<Scripted>, context_window: u32, system_prompt: Opti
         default_model: "fast".into(),
         generation: GenerationSettings::default(),
         refresh_token_lifetime: chrono::Duration::days(30),
+        daily_token_budget: None,
     };
     let svc = ChatService::new(db, PasswordHasher::new(4, 1).unwrap(), tokens, router, chat);
     let user = svc

@@ -134,6 +134,7 @@ async fn setup() -> Setup {
         default_model: "fast".into(),
         generation: GenerationSettings { flush_interval: Duration::from_millis(20), ..GenerationSettings::default() },
         refresh_token_lifetime: chrono::Duration::days(30),
+        daily_token_budget: None,
     };
     let svc = ChatService::new(db, PasswordHasher::new(4, 1).unwrap(), tokens, Router::new(vec![alias]), chat);
     let user = svc

@@ -24,6 +24,7 @@ fn service() -> (tempfile::TempDir, ChatService) {
         default_model: "fast".into(),
         generation: chat_service::GenerationSettings::default(),
         refresh_token_lifetime: chrono::Duration::days(30),
+        daily_token_budget: None,
     };
     (dir, ChatService::new(db, PasswordHasher::new(4, 2).unwrap(), tokens, router, chat))
 }

@@ -1,4 +1,4 @@
-//! Persistence: the Diesel schema, the connection pool, migrations and the repositories of users, chats and messages.
+//! Persistence: the Diesel schema, the connection pool, migrations and the repositories of each table.
 //!
 //! One set of queries serves SQLite and PostgreSQL through `#[derive(diesel::MultiConnection)]`; the
 //! backend comes from the URL. Diesel is synchronous: callers go through [`Database::run`] to read, which
@@ -14,6 +14,7 @@ mod pool;
 pub mod refresh_tokens;
 mod schema;
 pub mod scratch;
+pub mod token_usage;
 mod url;
 pub mod users;
 mod writer;

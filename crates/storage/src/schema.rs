@@ -48,7 +48,17 @@ diesel::table! {
 diesel::joinable!(chats -> users (user_id));
 diesel::joinable!(messages -> chats (chat_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
-diesel::allow_tables_to_appear_in_same_query!(users, chats, messages, refresh_tokens);
+diesel::joinable!(token_usage -> users (user_id));
+diesel::allow_tables_to_appear_in_same_query!(users, chats, messages, refresh_tokens, token_usage);
+
+diesel::table! {
+    token_usage (user_id, day) {
+        user_id -> Text,
+        day -> Text,
+        used -> BigInt,
+        reserved -> BigInt,
+    }
+}
 
 diesel::table! {
     refresh_tokens (id) {

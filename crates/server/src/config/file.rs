@@ -41,6 +41,7 @@ pub(super) struct FileChat {
     pub keep_alive_seconds: Option<String>,
     pub generation_lease_seconds: Option<String>,
     pub max_replies_per_user: Option<String>,
+    pub daily_token_budget: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -268,6 +268,13 @@ pub fn load(env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, ConfigError>
             4,
             |s| parse_num(s, 0, 1_000_000),
         ),
+        daily_token_budget: r.pick(
+            "DAILY_TOKEN_BUDGET",
+            "chat.daily_token_budget",
+            file.chat.daily_token_budget,
+            0,
+            |s| parse_num(s, 0, 1_000_000_000_000),
+        ),
     };
     let timeouts = Timeouts {
         connect: r.pick(

@@ -59,6 +59,8 @@ pub struct ChatConfig {
     pub generation_lease: Duration,
     /// The most replies one user may have running at once (per server process); 0 for no limit.
     pub max_replies_per_user: usize,
+    /// The tokens each user may spend per UTC day, across every server on the database; 0 for no budget.
+    pub daily_token_budget: u64,
 }
 
 #[derive(Debug, Clone)]

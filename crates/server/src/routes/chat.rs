@@ -4,7 +4,8 @@ use actix_web::{HttpResponse, web};
 use chat_service::Started;
 
 use crate::dto::{
-    ChatReplyResponse, ChatRequest, ErrorResponse, ModelResponse, UsageResponse, ValidationErrorResponse,
+    ChatReplyResponse, ChatRequest, ErrorResponse, ModelResponse, UsageResponse, UsageTodayResponse,
+    ValidationErrorResponse,
 };
 use crate::error::{ApiError, unknown_model};
 use crate::extract::{AuthUser, JsonBody, TokenUser};
@@ -27,7 +28,7 @@ use crate::validation::{FieldError, ObjectReader};
         (status = 409, body = ErrorResponse, description = "A reply is already being generated in this chat"),
         (status = 413, body = ErrorResponse),
         (status = 422, body = ValidationErrorResponse, description = "Empty or too long message, unknown model"),
-        (status = 429, body = ErrorResponse, description = "Too many new replies for this account, or the provider is rate limiting; see Retry-After"),
+        (status = 429, body = ErrorResponse, description = "Too many new replies for this account, its daily token budget spent, or the provider is rate limiting; see Retry-After"),
         (status = 502, body = ErrorResponse, description = "The provider failed or answered unusably"),
         (status = 503, body = ErrorResponse, description = "No provider can serve the model, the server is shutting down, or the database cannot be reached"),
         (status = 504, body = ErrorResponse, description = "The provider did not answer in time"),
@@ -101,4 +102,18 @@ pub async fn answer(state: &AppState, started: Started, stream: bool) -> Result<
 ))]
 pub async fn list_models(state: web::Data<AppState>, _user: AuthUser) -> HttpResponse {
     HttpResponse::Ok().json(&state.models)
+}
+
+/// The caller's daily token budget today: what replies spent (as providers counted it), what running replies
+/// hold, and what is left. Without a budget (`DAILY_TOKEN_BUDGET` unset) nothing is counted or refused.
+#[utoipa::path(get, path = "/usage", tag = "chat",
+    security(("OAuth2PasswordBearer" = []), ("HTTPBearer" = [])),
+    responses(
+        (status = 200, body = UsageTodayResponse),
+        (status = 401, body = ErrorResponse),
+        (status = 503, body = ErrorResponse, description = "The database cannot be reached"),
+))]
+pub async fn usage(state: web::Data<AppState>, AuthUser(user): AuthUser) -> Result<HttpResponse, ApiError> {
+    let today = state.service.budget_today(user.id).await?;
+    Ok(HttpResponse::Ok().json(UsageTodayResponse::from(today)))
 }

@@ -60,6 +60,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/chats/{chat_id}/cancel", "POST").route(web::post().to(replies::cancel)))
         .service(resource("/chat", "POST").route(web::post().to(chat::send_message)))
         .service(resource("/models", "GET").route(web::get().to(chat::list_models)))
+        .service(resource("/usage", "GET").route(web::get().to(chat::usage)))
         .service(resource("/openapi.json", "GET").route(web::get().to(meta::openapi_json)))
         .service(resource("/docs", "GET").route(web::get().to(meta::docs_redirect)))
         // Both pages load the document from /openapi.json, which carries this server's settings.

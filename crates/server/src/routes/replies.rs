@@ -24,7 +24,7 @@ use crate::validation::ObjectReader;
         (status = 409, body = ErrorResponse, description = "A reply is being generated, or there is no message to reply to"),
         (status = 413, body = ErrorResponse),
         (status = 422, body = ValidationErrorResponse, description = "Unknown model"),
-        (status = 429, body = ErrorResponse, description = "Too many new replies for this account, or the provider is rate limiting; see Retry-After"),
+        (status = 429, body = ErrorResponse, description = "Too many new replies for this account, its daily token budget spent, or the provider is rate limiting; see Retry-After"),
         (status = 502, body = ErrorResponse, description = "The provider failed or answered unusably"),
         (status = 503, body = ErrorResponse, description = "No provider can serve the model, the server is shutting down, or the database cannot be reached"),
         (status = 504, body = ErrorResponse, description = "The provider did not answer in time"),

@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 
 use super::events::{CANCELLED, Ending, StreamFailure};
 use super::record::{Generation, StopReason};
+use crate::budget::{Hold, Settlement};
 use crate::chats::not_found;
 use crate::context::{self, Context};
 use crate::{ChatService, ServiceError};
@@ -35,6 +36,9 @@ pub(crate) struct Job {
     /// The provider asked while the rows were being stored, or the context built before them; without
     /// it the context is built from the stored history when the job begins.
     pub ask: Option<Ask>,
+    /// The reply's share of the user's daily token budget: settled with what the reply spent once it is
+    /// stored, or given back when the job ends without reaching a provider.
+    pub hold: Option<Hold>,
 }
 
 /// How a job reaches its provider, when prepared before its rows were stored.
@@ -172,7 +176,15 @@ impl ChatService {
             error_detail,
             at: now_utc(),
         };
-        self.conclude(&generation, reply, verdict).await;
+        // The budget is settled in the reply's final write, before anyone hears the reply ended.
+        let hold = job.hold.take();
+        let settlement =
+            hold.as_ref().map(|hold| hold.settlement(usage.prompt_tokens.saturating_add(usage.completion_tokens)));
+        if self.conclude(&generation, reply, verdict, settlement).await
+            && let Some(hold) = hold
+        {
+            hold.settled();
+        }
     }
 
     /// Builds the context and reaches a provider that gives a first chunk (retrying and falling back).
@@ -284,33 +296,57 @@ impl ChatService {
             error_detail,
             at: now_utc(),
         };
-        self.conclude(generation, reply, verdict).await;
+        self.conclude(generation, reply, verdict, None).await;
     }
 
-    /// Stores the reply's final state, then tells everyone waiting on it.
-    async fn conclude(&self, generation: &Generation, reply: FinishedReply, verdict: Verdict) {
+    /// Stores the reply's final state (and the settlement of its tokens, in the same transaction), then tells
+    /// everyone waiting on it. Whether the write was committed.
+    async fn conclude(
+        &self,
+        generation: &Generation,
+        reply: FinishedReply,
+        verdict: Verdict,
+        settlement: Option<Settlement>,
+    ) -> bool {
         let id = generation.message_id();
         let reply_kept = reply.clone();
-        match self.write_final(id, reply).await {
-            Ok(true) => generation.end(verdict.ending, verdict.status, verdict.error),
+        match self.write_final(id, reply, settlement).await {
+            Ok(true) => {
+                generation.end(verdict.ending, verdict.status, verdict.error);
+                true
+            }
             Ok(false) => {
                 // The chat was deleted meanwhile: listeners hear the ending, the waiting caller a 404.
                 let missing = not_found(&generation.start.chat_id.to_string());
                 generation.end(verdict.ending, verdict.status, Some(missing));
+                true
             }
             Err(err) => {
                 tracing::error!(error = %err, message_id = id, "could not store a finished reply; retrying in the background");
                 self.generations.keep_unwritten(id, reply_kept);
                 generation.end(Ending::Failed(StreamFailure::Storage), MessageStatus::Error, Some(err.into()));
+                false
             }
         }
     }
 
-    async fn write_final(&self, id: i64, reply: FinishedReply) -> Result<bool, StorageError> {
+    async fn write_final(
+        &self,
+        id: i64,
+        reply: FinishedReply,
+        settlement: Option<Settlement>,
+    ) -> Result<bool, StorageError> {
         let mut pauses = FINAL_WRITE_RETRIES.iter();
         loop {
             let attempt = reply.clone();
-            match self.db.write(move |c| messages::finish_reply(c, id, attempt)).await {
+            let written = self.db.write(move |c| {
+                let written = messages::finish_reply(c, id, attempt)?;
+                if let Some(settlement) = settlement {
+                    settlement.write(c)?;
+                }
+                Ok(written)
+            });
+            match written.await {
                 Ok(written) => return Ok(written),
                 Err(err) => match pauses.next() {
                     Some(pause) => {
