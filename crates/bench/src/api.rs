@@ -1,6 +1,6 @@
 //! The REST calls the bench makes to set up its data (users, tokens, chats) and the reading of `Server-Timing`.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -104,6 +104,14 @@ pub async fn create_chats(
     results.into_iter().collect()
 }
 
+/// A new chat of the owner of `token`.
+pub async fn create_chat(client: &reqwest::Client, base: &str, token: Arc<str>) -> anyhow::Result<Chat> {
+    let request = client.post(format!("{base}/chats")).bearer_auth(&token).json(&json!({"title": "bench"}));
+    let chat = json_call(request, 201, "POST /chats").await?;
+    let id = chat["id"].as_str().ok_or_else(|| anyhow!("POST /chats: no id"))?.to_owned();
+    Ok(Chat { id, token })
+}
+
 /// Sends one non-streaming message to a chat and waits for the reply.
 pub async fn send_message(client: &reqwest::Client, base: &str, chat: &Chat, message: &str) -> anyhow::Result<()> {
     let body = json!({"chat_id": chat.id, "message": message, "model": "fast"});
@@ -112,23 +120,68 @@ pub async fn send_message(client: &reqwest::Client, base: &str, chat: &Chat, mes
 }
 
 /// Idle chats handed out one per request, oldest-returned first, so that a chat is reused as late as possible (the
-/// server allows one generation per chat, and may still be finishing the last one's bookkeeping).
+/// server allows one generation per chat, and may still be finishing the last one's bookkeeping). A retiring pool
+/// sets a chat aside once it has been used a number of times, as a conversation ends, for [`ChatPool::retired`] to
+/// hand to whoever replaces it.
 #[derive(Debug, Clone)]
 pub struct ChatPool {
-    idle: Arc<Mutex<VecDeque<Chat>>>,
+    inner: Arc<Mutex<PoolInner>>,
+}
+
+#[derive(Debug)]
+struct PoolInner {
+    idle: VecDeque<Chat>,
+    /// Uses of each chat so far, with a retirement limit only.
+    uses: HashMap<String, u32>,
+    retire_after: Option<u32>,
+    retired: Vec<Chat>,
 }
 
 impl ChatPool {
     pub fn new(chats: Vec<Chat>) -> Self {
-        Self { idle: Arc::new(Mutex::new(chats.into())) }
+        Self::with_retirement(chats, None)
+    }
+
+    /// A pool whose chats are set aside after `uses` uses each.
+    pub fn retiring(chats: Vec<Chat>, uses: u32) -> Self {
+        Self::with_retirement(chats, Some(uses))
+    }
+
+    fn with_retirement(chats: Vec<Chat>, retire_after: Option<u32>) -> Self {
+        let inner = PoolInner { idle: chats.into(), uses: HashMap::new(), retire_after, retired: Vec::new() };
+        Self { inner: Arc::new(Mutex::new(inner)) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PoolInner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub fn take(&self) -> Option<Chat> {
-        self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop_front()
+        self.lock().idle.pop_front()
     }
 
     pub fn give_back(&self, chat: Chat) {
-        self.idle.lock().unwrap_or_else(PoisonError::into_inner).push_back(chat);
+        let mut inner = self.lock();
+        if let Some(limit) = inner.retire_after {
+            let uses = inner.uses.entry(chat.id.clone()).or_insert(0);
+            *uses += 1;
+            if *uses >= limit {
+                inner.uses.remove(&chat.id);
+                inner.retired.push(chat);
+                return;
+            }
+        }
+        inner.idle.push_back(chat);
+    }
+
+    /// The chats set aside since the last call.
+    pub fn retired(&self) -> Vec<Chat> {
+        std::mem::take(&mut self.lock().retired)
+    }
+
+    /// Adds fresh chats.
+    pub fn add(&self, chats: Vec<Chat>) {
+        self.lock().idle.extend(chats);
     }
 }
 
@@ -190,5 +243,40 @@ mod tests {
         let long = "é".repeat(150);
         assert!(truncate(&long).len() <= 200);
         assert_eq!(truncate("short"), "short");
+    }
+}
+
+#[cfg(test)]
+mod pool_tests {
+    use super::*;
+
+    fn chat(id: &str) -> Chat {
+        Chat { id: id.to_owned(), token: Arc::from("t") }
+    }
+
+    #[test]
+    fn a_retiring_pool_sets_a_chat_aside_after_its_uses_and_takes_fresh_ones() {
+        let pool = ChatPool::retiring(vec![chat("a"), chat("b")], 2);
+        for _ in 0..2 {
+            let taken = pool.take().unwrap();
+            pool.give_back(taken);
+        }
+        // a and b were used once each; the next round ends both.
+        let (a, b) = (pool.take().unwrap(), pool.take().unwrap());
+        pool.give_back(a);
+        pool.give_back(b);
+        assert!(pool.take().is_none());
+        let ended: Vec<String> = pool.retired().into_iter().map(|c| c.id).collect();
+        assert_eq!(ended, ["a", "b"]);
+        assert!(pool.retired().is_empty());
+        pool.add(vec![chat("c")]);
+        assert_eq!(pool.take().unwrap().id, "c");
+        // Without retirement a chat comes back forever.
+        let plain = ChatPool::new(vec![chat("d")]);
+        for _ in 0..100 {
+            let taken = plain.take().unwrap();
+            plain.give_back(taken);
+        }
+        assert!(plain.retired().is_empty());
     }
 }

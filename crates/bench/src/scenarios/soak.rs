@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{Bench, chat, read, stream};
-use crate::api::{Chat, ChatPool};
+use crate::api::{self, Chat, ChatPool};
 use crate::load::{self, Pending};
 use crate::processes::rss_kib;
 use crate::report::{Latency, Row, SoakReport, kib_to_mb};
@@ -18,6 +18,11 @@ const WARMUP: Duration = Duration::from_secs(60);
 const PROGRESS_EVERY: Duration = Duration::from_secs(60);
 /// What a read without a chat to read means (the pool is never empty in practice).
 const NO_CHAT: &str = "bench: no chat to read";
+/// Replies a chat takes before its conversation ends and a new chat of the same user takes its place, so that the
+/// load stays the same all run long (chats that grew without end would make every later request bigger).
+const REPLIES_PER_CHAT: u32 = 25;
+/// How often ended chats are replaced.
+const REFILL_EVERY: Duration = Duration::from_millis(250);
 
 /// What one request of the mix is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +102,8 @@ async fn sample_rss(pid: u32, length: Duration) -> Vec<(f64, f64)> {
 }
 
 /// The mixed requests as the load driver takes them: the `i`-th one sent is of kind `kind(i)`; the posts take an
-/// idle chat from `pool`, the reads walk `chats` in turn (a chat may be answering meanwhile, as in real use).
+/// idle chat from `pool` (which sets it aside after [`REPLIES_PER_CHAT`] replies, for [`refill`] to replace), the
+/// reads walk the first `chats` in turn (a chat may be answering meanwhile, as in real use).
 fn op(bench: &Bench, chats: Vec<Chat>, pool: &ChatPool) -> impl Fn(Instant) -> Pending + use<> {
     let client = bench.client.clone();
     let base = bench.server.base.clone();
@@ -124,16 +130,39 @@ fn op(bench: &Bench, chats: Vec<Chat>, pool: &ChatPool) -> impl Fn(Instant) -> P
     }
 }
 
+/// Replaces the chats whose conversation ended with new chats of the same users, as they end; a failed creation
+/// counts as an error of the soak.
+async fn refill(client: reqwest::Client, base: String, pool: ChatPool, errors: Arc<AtomicU64>) {
+    loop {
+        tokio::time::sleep(REFILL_EVERY).await;
+        for ended in pool.retired() {
+            match api::create_chat(&client, &base, ended.token).await {
+                Ok(chat) => pool.add(vec![chat]),
+                Err(err) => {
+                    if errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                        eprintln!("chat-bench: soak: {err:#}");
+                    }
+                }
+            }
+        }
+    }
+}
+
 pub async fn run(bench: &mut Bench) -> anyhow::Result<()> {
     let (rate, duration) = (bench.options.soak_rate, bench.options.soak_duration);
     let chats = bench.chats(bench.pool_size(rate)).await?;
-    let pool = ChatPool::new(chats.clone());
+    let pool = ChatPool::retiring(chats.clone(), REPLIES_PER_CHAT);
     let op = op(bench, chats, &pool);
     let pid = bench.server.pid();
     let watch = bench.watch();
+    let refill_errors = Arc::new(AtomicU64::new(0));
+    let refill =
+        tokio::spawn(refill(bench.client.clone(), bench.server.base.clone(), pool.clone(), Arc::clone(&refill_errors)));
     // No warm-up discarded: every request of the soak counts, errors above all.
     let (stats, samples) =
         tokio::join!(load::fixed_rate(rate, Duration::ZERO, duration, op), sample_rss(pid, duration));
+    refill.abort();
+    let refill_errors = refill_errors.load(Ordering::Relaxed);
     let usage = bench.usage(&watch)?;
     let after_s = warmup(duration).as_secs_f64();
     let peak = samples.iter().map(|&(_, mb)| mb).chain(usage.peak_rss_kib.map(kib_to_mb)).reduce(f64::max);
@@ -141,7 +170,7 @@ pub async fn run(bench: &mut Bench) -> anyhow::Result<()> {
         duration_s: duration.as_secs_f64(),
         rate,
         requests: stats.sent,
-        errors: stats.errors,
+        errors: stats.errors + refill_errors,
         rss_first_mb: samples.first().map(|&(_, mb)| mb),
         rss_last_mb: samples.last().map(|&(_, mb)| mb),
         rss_peak_mb: peak,
