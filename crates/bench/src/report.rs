@@ -197,6 +197,8 @@ impl SoakReport {
     pub fn paragraph(&self) -> String {
         let warmup = if self.slope_after_s == 60.0 {
             "the first minute".to_owned()
+        } else if self.slope_after_s >= 120.0 && self.slope_after_s % 60.0 == 0.0 {
+            format!("the first {:.0} minutes (while caches fill)", self.slope_after_s / 60.0)
         } else {
             format!("the first {:.0} s", self.slope_after_s)
         };

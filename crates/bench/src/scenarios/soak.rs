@@ -12,8 +12,11 @@ use crate::report::{Latency, Row, SoakReport, kib_to_mb};
 
 /// How often the server's RSS is read.
 const SAMPLE_EVERY: Duration = Duration::from_secs(5);
-/// Left out of the slope: the server's pools, caches and allocator arenas fill during the first minute.
+/// Left out of the slope: the server's pools, caches and allocator arenas fill during the first minute...
 const WARMUP: Duration = Duration::from_secs(60);
+/// ...and its finished replies are kept this long for clients resuming their events (`STREAM_RESUME_SECONDS`,
+/// within a memory budget), so its memory grows by design for that long too.
+const DEFAULT_RESUME_WINDOW: Duration = Duration::from_secs(300);
 /// Progress is printed this often, a long run being otherwise silent.
 const PROGRESS_EVERY: Duration = Duration::from_secs(60);
 /// What a read without a chat to read means (the pool is never empty in practice).
@@ -61,10 +64,21 @@ fn kind(i: u64) -> Kind {
 /// Samples the slope needs after the warm-up, at the least.
 const SLOPE_SAMPLES: u32 = 3;
 
-/// The part of a run left out of the slope: the first minute, unless too few samples would follow it (`--quick`'s
-/// 60 s soak); then the first half.
-fn warmup(duration: Duration) -> Duration {
-    if duration >= WARMUP + SAMPLE_EVERY * (SLOPE_SAMPLES - 1) { WARMUP } else { duration / 2 }
+/// How long the server's memory fills by design: a minute, and the resume window the server was given.
+fn filling(server_env: &[(String, String)]) -> Duration {
+    let resume = server_env
+        .iter()
+        .rev()
+        .find(|(key, _)| key == "STREAM_RESUME_SECONDS")
+        .and_then(|(_, value)| value.trim().parse().ok())
+        .map_or(DEFAULT_RESUME_WINDOW, Duration::from_secs);
+    WARMUP + resume
+}
+
+/// The part of a run left out of the slope: the time the server's memory fills (see [`filling`]), unless too few
+/// samples would follow it (`--quick`'s 60 s soak); then the first half.
+fn warmup(duration: Duration, filling: Duration) -> Duration {
+    if duration >= filling + SAMPLE_EVERY * (SLOPE_SAMPLES - 1) { filling } else { duration / 2 }
 }
 
 /// The least-squares slope of the `(seconds, MB)` samples taken at or after `after_s`, in MB per minute; `None`
@@ -164,7 +178,7 @@ pub async fn run(bench: &mut Bench) -> anyhow::Result<()> {
     refill.abort();
     let refill_errors = refill_errors.load(Ordering::Relaxed);
     let usage = bench.usage(&watch)?;
-    let after_s = warmup(duration).as_secs_f64();
+    let after_s = warmup(duration, filling(&bench.options.server_env)).as_secs_f64();
     let peak = samples.iter().map(|&(_, mb)| mb).chain(usage.peak_rss_kib.map(kib_to_mb)).reduce(f64::max);
     bench.soak = Some(SoakReport {
         duration_s: duration.as_secs_f64(),
@@ -230,11 +244,20 @@ mod tests {
     }
 
     #[test]
-    fn a_soak_too_short_for_a_minute_of_warm_up_keeps_half_of_it_for_the_slope() {
-        assert_eq!(warmup(Duration::from_secs(600)), Duration::from_secs(60));
+    fn a_soak_too_short_for_its_warm_up_keeps_half_of_it_for_the_slope() {
+        let minute = Duration::from_secs(60);
+        assert_eq!(warmup(Duration::from_secs(600), Duration::from_secs(360)), Duration::from_secs(360));
         // 60, 65 and 70 s: three samples after the first minute.
-        assert_eq!(warmup(Duration::from_secs(70)), Duration::from_secs(60));
-        assert_eq!(warmup(Duration::from_secs(69)), Duration::from_secs_f64(34.5));
-        assert_eq!(warmup(Duration::from_secs(60)), Duration::from_secs(30));
+        assert_eq!(warmup(Duration::from_secs(70), minute), minute);
+        assert_eq!(warmup(Duration::from_secs(69), minute), Duration::from_secs_f64(34.5));
+        assert_eq!(warmup(Duration::from_secs(60), minute), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn the_warm_up_covers_the_resume_window_the_server_was_given() {
+        assert_eq!(filling(&[]), Duration::from_secs(360));
+        let given = |v: &str| vec![("STREAM_RESUME_SECONDS".to_owned(), v.to_owned())];
+        assert_eq!(filling(&given("30")), Duration::from_secs(90));
+        assert_eq!(filling(&given("nonsense")), Duration::from_secs(360));
     }
 }
