@@ -54,6 +54,7 @@ fn health_check() -> ExitCode {
 
 #[actix_web::main]
 async fn main() -> ExitCode {
+    chat_server::memory::fix_mmap_threshold();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let migrate_only = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         [] | ["serve"] => false,
