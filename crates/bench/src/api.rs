@@ -12,12 +12,15 @@ use serde_json::{Value, json};
 const PASSWORD: &str = "bench-password-123";
 
 /// A client tuned for load: no proxy, no Nagle, an unbounded idle pool (every concurrent request keeps its
-/// connection for the next one). The timeout covers whole slow streams.
+/// connection for the next one). The timeout covers whole slow streams. An idle connection is dropped before the
+/// server's keep-alive (actix's default, 5 s) would close it: a request sent on a connection the server is closing
+/// fails ("connection closed before message completed"), which a soak's quiet moments otherwise turn into errors.
 pub fn client() -> anyhow::Result<reqwest::Client> {
     reqwest::Client::builder()
         .no_proxy()
         .tcp_nodelay(true)
         .pool_max_idle_per_host(usize::MAX)
+        .pool_idle_timeout(Duration::from_secs(4))
         .timeout(Duration::from_secs(180))
         .connect_timeout(Duration::from_secs(10))
         .build()
