@@ -34,7 +34,7 @@ const MMAP_THRESHOLD: i32 = 128 * 1024;
 /// below that size comes from the arenas, where replies kept for resuming sit between them and the heap fragments.
 /// Under a ten-minute soak of mixed load (`chat-bench --scenarios soak`), RSS rose 1.0-1.6 MB a minute after the
 /// resume window had filled (five runs) while the heap in use stayed flat (glibc's `malloc_info`); with the
-/// threshold fixed, 0.2-1.3 (four runs, 0.8 on average): less, not yet flat. An operator's own
+/// threshold fixed, 0.2-1.3 (five runs, 0.75 on average): less, not yet flat. An operator's own
 /// `MALLOC_MMAP_THRESHOLD_` (read by glibc at start-up) is left as it is.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code, reason = "one of the workspace's two foreign calls, to glibc's mallopt")]
