@@ -2,11 +2,13 @@
 //! settles what the provider counted after, and one the budget cannot cover is a 429 that stores nothing, even
 //! when many arrive at once.
 
+use std::time::Duration;
+
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::support::conversation::{say, slow_reply};
-use crate::support::llm;
+use crate::support::conversation::{say, settled, slow_reply};
+use crate::support::{TestServer, llm, on_postgres};
 
 /// The built-in `fast` alias may answer with up to 2,048 tokens: every reply reserves that and its prompt.
 const FAST_MAX_OUTPUT: u64 = 2048;
@@ -130,4 +132,47 @@ async fn a_reply_that_never_reached_a_provider_gives_its_reservation_back() {
     // The whole budget is there for the next message.
     let (status, reply) = say(&server, &user, &chat, "again").await;
     assert_eq!(status, StatusCode::OK, "{reply}");
+}
+
+/// Makes every final write of a reply fail, as a database that refuses writes for a while would; the replies'
+/// progress (still `generating`) is written as usual.
+fn refuse_final_writes(server: &TestServer, refuse: bool) {
+    let sql = match (on_postgres(), refuse) {
+        (true, true) => {
+            "CREATE FUNCTION refuse_final_write() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'final writes are refused by the test'; END $$; \
+             CREATE TRIGGER refuse_final_write BEFORE UPDATE ON messages FOR EACH ROW \
+             WHEN (NEW.status <> 'generating') EXECUTE FUNCTION refuse_final_write();"
+        }
+        (true, false) => "DROP TRIGGER refuse_final_write ON messages;",
+        (false, true) => {
+            "CREATE TRIGGER refuse_final_write BEFORE UPDATE ON messages WHEN NEW.status <> 'generating' \
+             BEGIN SELECT RAISE(ABORT, 'final writes are refused by the test'); END;"
+        }
+        (false, false) => "DROP TRIGGER refuse_final_write;",
+    };
+    server.execute_sql(sql);
+}
+
+#[tokio::test]
+async fn a_reply_whose_final_write_is_retried_in_the_background_is_counted_once_stored() {
+    let (mock, server, user, chat) = llm::setup(None, &[("DAILY_TOKEN_BUDGET", "10000")]).await;
+    mock.script([spent(1000, 500)]).await.unwrap();
+    refuse_final_writes(&server, true);
+    let (status, answer) = say(&server, &user, &chat, "stored late").await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{answer}");
+
+    // While the reply is not stored, its reservation is held: nothing counted yet, nothing given back.
+    let (_, usage) = server.get("/usage", Some(&user.token)).await;
+    assert_eq!(usage["used"], json!(0), "{usage}");
+    let reserved = usage["reserved"].as_u64().unwrap();
+    assert!(reserved >= FAST_MAX_OUTPUT, "{usage}");
+
+    // The database takes writes again: the flusher stores the reply and settles its tokens in the same write.
+    refuse_final_writes(&server, false);
+    let stored = settled(&server, &user, &chat, Duration::from_secs(10)).await;
+    let reply = stored.last().unwrap();
+    assert_eq!((&reply["status"], &reply["content"]), (&json!("complete"), &json!("Counted.")), "{stored:?}");
+    let (_, usage) = server.get("/usage", Some(&user.token)).await;
+    assert_eq!((&usage["used"], &usage["reserved"]), (&json!(1500), &json!(0)), "{usage}");
 }

@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use diesel::connection::SimpleConnection;
 use jsonwebtoken::Algorithm;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, TRANSFER_ENCODING, WWW_AUTHENTICATE};
 use reqwest::{Method, RequestBuilder, StatusCode};
@@ -332,20 +331,12 @@ async fn every_kind_of_401_carries_www_authenticate_bearer() {
 
 // ----- 5xx -----
 
-/// Breaks the server's database from outside, as a failed disk or a bad migration would.
-fn drop_tables(server: &TestServer, sql: &str) {
-    server
-        .database()
-        .with_connection(|conn| conn.batch_execute(sql).map_err(chat_storage::StorageError::from))
-        .expect("break the database");
-}
-
 #[tokio::test]
 async fn a_500_never_leaks_internals_but_the_log_has_the_cause() {
     let server = TestServer::start().await;
     let user = server.signup().await;
     server.create_chat(&user, Some("before the crash")).await;
-    drop_tables(&server, "DROP TABLE messages; DROP TABLE chats;");
+    server.execute_sql("DROP TABLE messages; DROP TABLE chats;");
 
     for (method, path, id) in [(Method::GET, "/chats", "broken-list-1"), (Method::POST, "/chats", "broken-create-2")] {
         let answer = send(request(&server, method.clone(), path).bearer_auth(&user.token).header(REQUEST_ID, id)).await;
@@ -386,8 +377,7 @@ async fn health_is_503_unhealthy_when_the_database_cannot_answer() {
     let server = TestServer::start().await;
     let (status, _) = server.get("/health", None).await;
     assert_eq!(status, StatusCode::OK);
-    drop_tables(
-        &server,
+    server.execute_sql(
         "DROP TABLE messages; DROP TABLE chats; DROP TABLE refresh_tokens; DROP TABLE token_usage; DROP TABLE users;",
     );
     let answer = send(request(&server, Method::GET, "/health")).await;

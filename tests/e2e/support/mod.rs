@@ -281,6 +281,14 @@ impl TestServer {
         chat_storage::Database::open(&self.dir.database_url(), &chat_storage::PoolOptions::default())
             .expect("open test database")
     }
+
+    /// Runs SQL on the server's database from outside, as an operator, a failing disk or a bad migration would.
+    pub fn execute_sql(&self, sql: &str) {
+        use diesel::connection::SimpleConnection;
+        self.database()
+            .with_connection(|conn| conn.batch_execute(sql).map_err(chat_storage::StorageError::from))
+            .unwrap_or_else(|err| panic!("run {sql:?} on the test database: {err}"));
+    }
 }
 
 impl Drop for TestServer {

@@ -7,10 +7,37 @@ use std::sync::{Arc, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use chat_domain::time::now_utc;
-use chat_storage::messages;
+use chat_storage::{DbConnection, FinishedReply, StorageError, messages};
 
 use super::record::{Generation, StopReason};
 use super::{Shared, Slot};
+use crate::budget::Settlement;
+
+/// A reply's final state: the reply and, with a budget, the settlement of the tokens it spent, written
+/// together so that a reply is counted exactly when it is stored.
+#[derive(Debug, Clone)]
+pub(crate) struct FinalState {
+    pub message_id: i64,
+    pub reply: FinishedReply,
+    pub settlement: Option<Settlement>,
+}
+
+impl FinalState {
+    /// A reply that ends without tokens to settle.
+    pub(crate) fn unpaid(message_id: i64, reply: FinishedReply) -> Self {
+        Self { message_id, reply, settlement: None }
+    }
+
+    /// Writes it in one transaction; `false` when the message is gone (its chat was deleted), the
+    /// settlement being written all the same.
+    pub(crate) fn write(self, conn: &mut DbConnection) -> Result<bool, StorageError> {
+        let written = messages::finish_reply(conn, self.message_id, self.reply)?;
+        if let Some(settlement) = self.settlement {
+            settlement.write(conn)?;
+        }
+        Ok(written)
+    }
+}
 
 /// Writes running replies' text every `flush_interval`, until the generations are dropped.
 pub(super) async fn run(shared: Weak<Shared>, every: Duration) {
@@ -151,15 +178,16 @@ impl Shared {
         }
     }
 
+    /// Retries the final writes that failed (with their settlements); those failing again wait for the next flush.
     pub(super) async fn retry_unwritten(&self) {
         let pending = std::mem::take(&mut *self.unwritten());
-        for (id, reply) in pending {
-            let attempt = reply.clone();
-            match self.db.write(move |c| messages::finish_reply(c, id, attempt)).await {
+        for state in pending {
+            let (id, attempt) = (state.message_id, state.clone());
+            match self.db.write(move |c| attempt.write(c)).await {
                 Ok(_) => tracing::info!(message_id = id, "a reply's final state is stored after all"),
                 Err(err) => {
                     tracing::error!(error = %err, message_id = id, "a reply's final state still cannot be stored");
-                    self.unwritten().push((id, reply));
+                    self.unwritten().push(state);
                 }
             }
         }

@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 
 pub(crate) use events::replay;
 pub use events::{CANCELLED, Ending, NumberedEvent, StreamEvent, StreamFailure, StreamStart};
+pub(crate) use flusher::FinalState;
 pub(crate) use record::{Generation, StopReason};
 pub(crate) use run::{Ask, EarlyAsk, Job};
 pub use subscription::Subscription;
@@ -76,7 +77,7 @@ struct Shared {
     /// Generations with text the flusher has not written yet.
     dirty: Mutex<Vec<Arc<Generation>>>,
     /// Final writes that failed; the flusher retries them until they land.
-    unwritten: Mutex<Vec<(i64, FinishedReply)>>,
+    unwritten: Mutex<Vec<FinalState>>,
     tracker: TaskTracker,
     flusher: OnceLock<()>,
     /// When running replies were last marked alive, and abandoned ones last looked for.
@@ -154,7 +155,7 @@ impl Drop for Running {
         if !self.generation.has_ended() {
             tracing::error!(message_id = self.generation.message_id(), "a reply's task ended without storing it");
             let reply = FinishedReply::interrupted(self.generation.text(), now_utc());
-            self.shared.unwritten().push((self.generation.message_id(), reply));
+            self.shared.unwritten().push(FinalState::unpaid(self.generation.message_id(), reply));
             let ending = Ending::Failed(StreamFailure::Interrupted);
             self.generation.end(ending, MessageStatus::Interrupted, Some(ServiceError::ShuttingDown));
         }
@@ -167,7 +168,7 @@ impl Shared {
         self.registry.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn unwritten(&self) -> MutexGuard<'_, Vec<(i64, FinishedReply)>> {
+    fn unwritten(&self) -> MutexGuard<'_, Vec<FinalState>> {
         self.unwritten.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -334,8 +335,8 @@ impl Generations {
     }
 
     /// Keeps a final write that failed for the flusher to retry.
-    pub(crate) fn keep_unwritten(&self, message_id: i64, reply: FinishedReply) {
-        self.shared.unwritten().push((message_id, reply));
+    pub(crate) fn keep_unwritten(&self, state: FinalState) {
+        self.shared.unwritten().push(state);
     }
 
     /// Refuses new generations, lets running ones finish for up to `grace`, then stops the rest (stored

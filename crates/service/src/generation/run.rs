@@ -12,8 +12,9 @@ use llm_providers::{ChunkStream, FinishReason, ProviderError, StreamChunk, Usage
 use tokio::task::JoinHandle;
 
 use super::events::{CANCELLED, Ending, StreamFailure};
+use super::flusher::FinalState;
 use super::record::{Generation, StopReason};
-use crate::budget::{Hold, Settlement};
+use crate::budget::Hold;
 use crate::chats::not_found;
 use crate::context::{self, Context};
 use crate::{ChatService, ServiceError};
@@ -176,13 +177,14 @@ impl ChatService {
             error_detail,
             at: now_utc(),
         };
-        // The budget is settled in the reply's final write, before anyone hears the reply ended.
+        // The budget is settled in the reply's final write, before anyone hears the reply ended; a final write that
+        // fails goes to the flusher with its settlement, so the hold is settled either way.
         let hold = job.hold.take();
         let settlement =
             hold.as_ref().map(|hold| hold.settlement(usage.prompt_tokens.saturating_add(usage.completion_tokens)));
-        if self.conclude(&generation, reply, verdict, settlement).await
-            && let Some(hold) = hold
-        {
+        self.conclude(&generation, FinalState { message_id: generation.message_id(), reply, settlement }, verdict)
+            .await;
+        if let Some(hold) = hold {
             hold.settled();
         }
     }
@@ -251,7 +253,8 @@ impl ChatService {
         if let Err(err) = self.db.write(move |c| messages::delete_message(c, id)).await {
             tracing::error!(error = %err, message_id = id, "could not remove the placeholder of a failed reply");
             // Not left `generating` (which would hold the chat): stored as interrupted by the flusher.
-            self.generations.keep_unwritten(id, FinishedReply::interrupted(String::new(), now_utc()));
+            self.generations
+                .keep_unwritten(FinalState::unpaid(id, FinishedReply::interrupted(String::new(), now_utc())));
         }
         let failure = match &error {
             ServiceError::Provider { alias, error } => StreamFailure::Provider {
@@ -274,7 +277,8 @@ impl ChatService {
             let id = generation.message_id();
             if let Err(err) = self.db.write(move |c| messages::delete_message(c, id)).await {
                 tracing::error!(error = %err, message_id = id, "could not remove the placeholder of a stopped regeneration");
-                self.generations.keep_unwritten(id, FinishedReply::interrupted(String::new(), now_utc()));
+                self.generations
+                    .keep_unwritten(FinalState::unpaid(id, FinishedReply::interrupted(String::new(), now_utc())));
             }
             generation.end(verdict.ending, verdict.status, verdict.error);
             return;
@@ -296,61 +300,37 @@ impl ChatService {
             error_detail,
             at: now_utc(),
         };
-        self.conclude(generation, reply, verdict, None).await;
+        self.conclude(generation, FinalState::unpaid(generation.message_id(), reply), verdict).await;
     }
 
-    /// Stores the reply's final state (and the settlement of its tokens, in the same transaction), then tells
-    /// everyone waiting on it. Whether the write was committed.
-    async fn conclude(
-        &self,
-        generation: &Generation,
-        reply: FinishedReply,
-        verdict: Verdict,
-        settlement: Option<Settlement>,
-    ) -> bool {
+    /// Stores the reply's final state (with the settlement of its tokens, in the same transaction), then tells
+    /// everyone waiting on it. A write that keeps failing is handed, settlement and all, to the flusher.
+    async fn conclude(&self, generation: &Generation, state: FinalState, verdict: Verdict) {
         let id = generation.message_id();
-        let reply_kept = reply.clone();
-        match self.write_final(id, reply, settlement).await {
-            Ok(true) => {
-                generation.end(verdict.ending, verdict.status, verdict.error);
-                true
-            }
+        match self.write_final(&state).await {
+            Ok(true) => generation.end(verdict.ending, verdict.status, verdict.error),
             Ok(false) => {
                 // The chat was deleted meanwhile: listeners hear the ending, the waiting caller a 404.
                 let missing = not_found(&generation.start.chat_id.to_string());
                 generation.end(verdict.ending, verdict.status, Some(missing));
-                true
             }
             Err(err) => {
                 tracing::error!(error = %err, message_id = id, "could not store a finished reply; retrying in the background");
-                self.generations.keep_unwritten(id, reply_kept);
+                self.generations.keep_unwritten(state);
                 generation.end(Ending::Failed(StreamFailure::Storage), MessageStatus::Error, Some(err.into()));
-                false
             }
         }
     }
 
-    async fn write_final(
-        &self,
-        id: i64,
-        reply: FinishedReply,
-        settlement: Option<Settlement>,
-    ) -> Result<bool, StorageError> {
+    async fn write_final(&self, state: &FinalState) -> Result<bool, StorageError> {
         let mut pauses = FINAL_WRITE_RETRIES.iter();
         loop {
-            let attempt = reply.clone();
-            let written = self.db.write(move |c| {
-                let written = messages::finish_reply(c, id, attempt)?;
-                if let Some(settlement) = settlement {
-                    settlement.write(c)?;
-                }
-                Ok(written)
-            });
-            match written.await {
+            let attempt = state.clone();
+            match self.db.write(move |c| attempt.write(c)).await {
                 Ok(written) => return Ok(written),
                 Err(err) => match pauses.next() {
                     Some(pause) => {
-                        tracing::warn!(error = %err, message_id = id, "final write of a reply failed; retrying");
+                        tracing::warn!(error = %err, message_id = state.message_id, "final write of a reply failed; retrying");
                         tokio::time::sleep(*pause).await;
                     }
                     None => return Err(err),
