@@ -6,7 +6,7 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use crate::http::{Timeouts, add_extra_headers, upstream_message};
+use crate::http::{HttpClient, Timeouts, add_extra_headers, upstream_message};
 use crate::http_provider::{Endpoint, Wire};
 use crate::sse::{EventParser, SseEvent, Step};
 use crate::{ChatMessage, ChatRole, Completion, CompletionRequest, FinishReason, ProviderError, StreamChunk, Usage};
@@ -62,7 +62,7 @@ pub struct Anthropic {
 
 impl Anthropic {
     /// Fails only on a header name or value that HTTP cannot carry.
-    pub fn new(config: AnthropicConfig, client: reqwest::Client) -> Result<Self, String> {
+    pub fn new(config: AnthropicConfig, client: HttpClient) -> Result<Self, String> {
         let name = &config.name;
         let mut headers = HeaderMap::new();
         if let Some(key) = &config.api_key {
@@ -318,6 +318,10 @@ mod tests {
     use super::*;
     use futures_util::{StreamExt, stream};
 
+    fn client() -> HttpClient {
+        HttpClient::new(Timeouts::default().connect, false).unwrap()
+    }
+
     fn message(role: ChatRole, content: &str) -> ChatMessage {
         ChatMessage::new(role, content)
     }
@@ -357,7 +361,7 @@ mod tests {
 
     #[test]
     fn request_body_has_the_required_max_tokens_and_omits_unset_fields() {
-        let provider = Anthropic::new(AnthropicConfig::default(), reqwest::Client::new()).unwrap();
+        let provider = Anthropic::new(AnthropicConfig::default(), client()).unwrap();
         assert_eq!(provider.endpoint.url, "https://api.anthropic.com/v1/messages");
         let request = CompletionRequest {
             model: "claude-x".into(),
@@ -378,12 +382,12 @@ mod tests {
         let config =
             AnthropicConfig { api_key: Some(SecretString::from("sk-ant-secret".to_owned())), ..Default::default() };
         assert!(!format!("{config:?}").contains("sk-ant-secret"));
-        let provider = Anthropic::new(config, reqwest::Client::new()).unwrap();
+        let provider = Anthropic::new(config, client()).unwrap();
         assert!(!format!("{provider:?}").contains("sk-ant-secret"));
         let bad_key = AnthropicConfig { api_key: Some(SecretString::from("a\nb".to_owned())), ..Default::default() };
-        assert!(Anthropic::new(bad_key, reqwest::Client::new()).is_err());
+        assert!(Anthropic::new(bad_key, client()).is_err());
         let bad_header = AnthropicConfig { headers: vec![("bad name".into(), "v".into())], ..Default::default() };
-        assert!(Anthropic::new(bad_header, reqwest::Client::new()).is_err());
+        assert!(Anthropic::new(bad_header, client()).is_err());
     }
 
     #[test]

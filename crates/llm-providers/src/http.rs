@@ -1,5 +1,6 @@
-//! The shared HTTP client and what every HTTP adapter needs: timeouts, error statuses, `Retry-After`.
+//! The providers' HTTP client and what every HTTP adapter needs: timeouts, error statuses, `Retry-After`.
 
+use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -53,16 +54,71 @@ pub fn check_base_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// One client for every provider: connection pooling, rustls, `TCP_NODELAY` (a Nagle/delayed-ACK stall
-/// adds ~40 ms per request otherwise), and the connect timeout. With `http2_prior_knowledge` it speaks
-/// HTTP/2 from the first byte (h2c), for plain-`http` servers that accept it.
-pub fn build_client(connect_timeout: Duration, http2_prior_knowledge: bool) -> Result<reqwest::Client, reqwest::Error> {
-    let builder = reqwest::Client::builder()
-        .tcp_nodelay(true)
-        .connect_timeout(connect_timeout)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .user_agent(concat!("ai-chat-backend/", env!("CARGO_PKG_VERSION")));
-    if http2_prior_knowledge { builder.http2_prior_knowledge() } else { builder }.build()
+/// The providers' HTTP client: connection pooling, rustls, `TCP_NODELAY` (a Nagle/delayed-ACK stall adds ~40 ms
+/// per request otherwise), and the connect timeout. With `http2_prior_knowledge` it speaks HTTP/2 from the first
+/// byte (h2c), for plain-`http` servers that accept it.
+///
+/// It is one `reqwest::Client` per thread that sends requests. A pooled connection is driven by a task on the
+/// runtime that opened it, and the server runs a runtime per worker thread: with one client for all, a reply
+/// generated on one worker was often answered over a connection driven by the other, and each piece of the answer
+/// woke the other thread (a write to its runtime's eventfd). Under the soak's mixed load that was 9 of the server's
+/// 12 `write` calls per request (`perf record -e syscalls:sys_enter_write --call-graph dwarf`).
+#[derive(Debug, Clone)]
+pub struct HttpClient {
+    settings: ClientSettings,
+    /// The client built when this was made: used on a thread where another cannot be built.
+    fallback: reqwest::Client,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ClientSettings {
+    connect_timeout: Duration,
+    http2_prior_knowledge: bool,
+}
+
+impl ClientSettings {
+    fn build(self) -> Result<reqwest::Client, reqwest::Error> {
+        let builder = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .connect_timeout(self.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .user_agent(concat!("ai-chat-backend/", env!("CARGO_PKG_VERSION")));
+        if self.http2_prior_knowledge { builder.http2_prior_knowledge() } else { builder }.build()
+    }
+}
+
+thread_local! {
+    /// This thread's clients, by settings (the server has at most two: HTTP/1.1 and h2c).
+    static CLIENTS: RefCell<Vec<(ClientSettings, reqwest::Client)>> = const { RefCell::new(Vec::new()) };
+}
+
+impl HttpClient {
+    /// Builds the client of this thread, which tells whether one can be built with these settings at all.
+    pub fn new(connect_timeout: Duration, http2_prior_knowledge: bool) -> Result<Self, reqwest::Error> {
+        let settings = ClientSettings { connect_timeout, http2_prior_knowledge };
+        let client = settings.build()?;
+        CLIENTS.with_borrow_mut(|clients| clients.push((settings, client.clone())));
+        Ok(Self { settings, fallback: client })
+    }
+
+    /// The calling thread's client, built on its first use there.
+    pub(crate) fn current(&self) -> reqwest::Client {
+        CLIENTS.with_borrow_mut(|clients| {
+            if let Some((_, client)) = clients.iter().find(|(settings, _)| *settings == self.settings) {
+                return client.clone();
+            }
+            match self.settings.build() {
+                Ok(client) => {
+                    clients.push((self.settings, client.clone()));
+                    client
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot build this thread's HTTP client; sharing another thread's");
+                    self.fallback.clone()
+                }
+            }
+        })
+    }
 }
 
 /// Classifies a transport error of `reqwest`.

@@ -6,7 +6,7 @@ use futures_util::future::BoxFuture;
 use reqwest::header::HeaderMap;
 use serde::Serialize;
 
-use crate::http::{Awaiting, Timeouts, send, transport_error, with_deadlines};
+use crate::http::{Awaiting, HttpClient, Timeouts, send, transport_error, with_deadlines};
 use crate::sse::{EventParser, events, normalize};
 use crate::{ChatProvider, ChunkStream, Completion, CompletionRequest, ProviderError};
 
@@ -19,13 +19,13 @@ pub(crate) struct Endpoint {
     /// Sent with every request. `Debug` shows them: a value that can carry a key must be marked sensitive.
     pub headers: HeaderMap,
     pub timeouts: Timeouts,
-    pub client: reqwest::Client,
+    pub client: HttpClient,
 }
 
 impl Endpoint {
     /// A POST of `body` as JSON, bounded by the total timeout.
     fn post(&self, body: &impl Serialize) -> reqwest::RequestBuilder {
-        self.client.post(&self.url).headers(self.headers.clone()).timeout(self.timeouts.total).json(body)
+        self.client.current().post(&self.url).headers(self.headers.clone()).timeout(self.timeouts.total).json(body)
     }
 }
 

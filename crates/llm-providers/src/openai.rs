@@ -7,7 +7,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::http::{Timeouts, add_extra_headers};
+use crate::http::{HttpClient, Timeouts, add_extra_headers};
 use crate::http_provider::{Endpoint, Wire};
 use crate::sse::{SseEvent, Step};
 use crate::{Completion, CompletionRequest, FinishReason, ProviderError, StreamChunk, Usage};
@@ -52,7 +52,7 @@ pub struct OpenAiCompatible {
 
 impl OpenAiCompatible {
     /// Fails only on a header name or value that HTTP cannot carry.
-    pub fn new(config: OpenAiConfig, client: reqwest::Client) -> Result<Self, String> {
+    pub fn new(config: OpenAiConfig, client: HttpClient) -> Result<Self, String> {
         let mut headers = HeaderMap::new();
         if let Some(key) = &config.api_key {
             let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose_secret()))
@@ -233,6 +233,10 @@ mod tests {
     use super::*;
     use futures_util::{StreamExt, stream};
 
+    fn client() -> HttpClient {
+        HttpClient::new(Timeouts::default().connect, false).unwrap()
+    }
+
     fn event(data: &str) -> SseEvent {
         SseEvent { event: "message".into(), data: data.into() }
     }
@@ -290,7 +294,7 @@ mod tests {
             max_tokens_field: MaxTokensField::MaxCompletionTokens,
             timeouts: Timeouts::default(),
         };
-        let provider = OpenAiCompatible::new(config, reqwest::Client::new()).unwrap();
+        let provider = OpenAiCompatible::new(config, client()).unwrap();
         assert_eq!(provider.endpoint.url, "http://x/v1/chat/completions");
         let request = CompletionRequest {
             model: "m".into(),

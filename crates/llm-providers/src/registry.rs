@@ -98,7 +98,7 @@ pub struct Built {
 /// Builds every usable provider and resolves each alias to its usable targets.
 pub fn build(settings: &RegistrySettings) -> Result<Built, String> {
     let build_client = |http2_prior_knowledge| {
-        crate::http::build_client(settings.timeouts.connect, http2_prior_knowledge)
+        crate::http::HttpClient::new(settings.timeouts.connect, http2_prior_knowledge)
             .map_err(|err| format!("cannot build the HTTP client: {err}"))
     };
     let shared = build_client(false)?;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use llm_providers::anthropic::{Anthropic, AnthropicConfig};
-use llm_providers::http::{Timeouts, build_client};
+use llm_providers::http::{HttpClient, Timeouts};
 use llm_providers::openai::{MaxTokensField, OpenAiCompatible, OpenAiConfig};
 use llm_providers::{
     ChatMessage, ChatProvider, ChatRole, Completion, CompletionRequest, FinishReason, ProviderError, StreamChunk,
@@ -76,7 +76,7 @@ fn anthropic(server: &MockServer) -> Anthropic {
         timeouts: TIMEOUTS,
         ..AnthropicConfig::default()
     };
-    Anthropic::new(config, build_client(TIMEOUTS.connect, false).unwrap()).unwrap()
+    Anthropic::new(config, HttpClient::new(TIMEOUTS.connect, false).unwrap()).unwrap()
 }
 
 /// Anthropic's documented stream of one text answer, with a text delta that spans lines.
@@ -241,7 +241,7 @@ fn openai(server: &MockServer, max_tokens_field: MaxTokensField, timeouts: Timeo
         max_tokens_field,
         timeouts,
     };
-    OpenAiCompatible::new(config, build_client(timeouts.connect, false).unwrap()).unwrap()
+    OpenAiCompatible::new(config, HttpClient::new(timeouts.connect, false).unwrap()).unwrap()
 }
 
 const CHAT_COMPLETIONS: &str = "/v1/chat/completions";
