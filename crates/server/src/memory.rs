@@ -1,4 +1,5 @@
-//! Keeps glibc's heap from fragmenting, and gives back the memory it holds free: after start-up, then once a minute.
+//! Keeps glibc's heap (SQLite's allocations; the server's own go to jemalloc) from fragmenting, and gives back the
+//! memory it holds free: after start-up, then once a minute.
 
 use std::time::Duration;
 
@@ -6,8 +7,7 @@ use std::time::Duration;
 /// process at its high-water mark for as long as it runs.
 const RELEASE_EVERY: Duration = Duration::from_secs(60);
 
-/// Releases what start-up freed (building the token counter's table frees over 10 MB of tiktoken's maps),
-/// then, on the calling runtime, what each minute freed. The walk locks each allocator arena in turn and
+/// Releases what start-up freed in glibc's heap, then, on the calling runtime, what each minute freed. The walk locks each allocator arena in turn and
 /// takes about a millisecond on a small heap, so it runs on the blocking pool.
 pub fn release_after_start_up_and_periodically() {
     release_freed();
@@ -30,12 +30,12 @@ pub fn release_after_start_up_and_periodically() {
 const MMAP_THRESHOLD: i32 = 128 * 1024;
 
 /// Fixes glibc's mmap threshold at its documented default. Left dynamic, glibc raises it to the size of each large
-/// block freed (up to 32 MiB): after a few provider requests and history bodies of a few hundred KiB, every block
-/// below that size comes from the arenas, where replies kept for resuming sit between them and the heap fragments.
-/// Under a ten-minute soak of mixed load (`chat-bench --scenarios soak`), RSS rose 1.0-1.6 MB a minute after the
-/// resume window had filled (five runs) while the heap in use stayed flat (glibc's `malloc_info`); with the
-/// threshold fixed, 0.2-1.3 (five runs, 0.75 on average): less, not yet flat. An operator's own
-/// `MALLOC_MMAP_THRESHOLD_` (read by glibc at start-up) is left as it is.
+/// block freed (up to 32 MiB), after which every block below that size comes from the arenas, between long-lived
+/// ones, and the heap fragments. When glibc served the server's own allocations too, a ten-minute soak of mixed load
+/// (`chat-bench --scenarios soak`) grew 1.0-1.6 MB a minute after the resume window had filled (five runs) while
+/// the heap in use stayed flat (glibc's `malloc_info`); with the threshold fixed, 0.2-1.3 (five runs). Those
+/// allocations now go to jemalloc (`main.rs`); this keeps SQLite's share of the heap, and any other C library's,
+/// as compact. An operator's own `MALLOC_MMAP_THRESHOLD_` (read by glibc at start-up) is left as it is.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code, reason = "one of the workspace's two foreign calls, to glibc's mallopt")]
 pub fn fix_mmap_threshold() {
@@ -58,7 +58,9 @@ pub fn fix_mmap_threshold() {
 pub fn fix_mmap_threshold() {}
 
 /// glibc keeps freed memory in its arenas and gives back only the free end of each: what is free in the
-/// middle (here, most of what start-up allocated and dropped) stays resident until `malloc_trim` returns it.
+/// middle (SQLite's caches of connections the pool closed, say) stays resident until `malloc_trim` returns it.
+/// jemalloc returns what the server itself freed on its own, within a second (`dirty_decay_ms` in
+/// `.cargo/config.toml`).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code, reason = "one of the workspace's two foreign calls, to glibc's malloc_trim")]
 pub fn release_freed() {
