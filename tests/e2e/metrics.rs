@@ -42,6 +42,13 @@ async fn metrics_count_requests_replies_and_tokens_by_route_never_by_raw_path() 
     assert!(value(r#"chat_tokens_total{kind="prompt"}"#) > 0.0);
     assert_eq!(value("chat_replies_running"), 0.0);
     assert!(value(r#"db_pool_connections{state="idle"}"#) >= 1.0);
+    // The server's memory: the process, and its own heap within it.
+    let (rss, allocated, resident) = (
+        value("process_resident_memory_bytes"),
+        value(r#"process_heap_bytes{state="allocated"}"#),
+        value(r#"process_heap_bytes{state="resident"}"#),
+    );
+    assert!(allocated > 1e5 && allocated <= resident && resident < rss, "{allocated} {resident} {rss}");
     assert!(text.contains("# TYPE http_request_duration_seconds histogram"));
 
     // A stream's provider time is its time to the first token.

@@ -1,5 +1,5 @@
-//! Keeps glibc's heap (SQLite's allocations; the server's own go to jemalloc) from fragmenting, and gives back the
-//! memory it holds free: after start-up, then once a minute.
+//! Keeps glibc's heap (SQLite's allocations; the server's own go to jemalloc) from fragmenting, gives back the memory
+//! it holds free (after start-up, then once a minute), and reads the process's memory for `/metrics`.
 
 use std::time::Duration;
 
@@ -77,6 +77,40 @@ pub fn release_freed() {
 /// Other allocators (musl's, the system allocators of other platforms) give memory back themselves.
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub fn release_freed() {}
+
+/// The server's own heap as jemalloc, the `chat-server` binary's allocator, counts it, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeapStats {
+    /// Allocated and not freed.
+    pub allocated: u64,
+    /// jemalloc's memory that is resident: the allocated, what it keeps free and has not given back yet, and its
+    /// own metadata.
+    pub resident: u64,
+}
+
+/// The heap's figures now; `None` where the server is not built with jemalloc.
+#[cfg(not(target_env = "msvc"))]
+pub fn heap_stats() -> Option<HeapStats> {
+    use tikv_jemalloc_ctl::{epoch, stats};
+    // jemalloc's statistics are a snapshot, taken anew when the epoch advances.
+    epoch::advance().ok()?;
+    let allocated = u64::try_from(stats::allocated::read().ok()?).ok()?;
+    let resident = u64::try_from(stats::resident::read().ok()?).ok()?;
+    Some(HeapStats { allocated, resident })
+}
+
+#[cfg(target_env = "msvc")]
+pub fn heap_stats() -> Option<HeapStats> {
+    None
+}
+
+/// The process's resident memory (`VmRSS`), in bytes; `None` where `/proc` does not tell it.
+pub fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find_map(|line| line.strip_prefix("VmRSS:"))?;
+    let kib: u64 = line.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib * 1024)
+}
 
 #[cfg(all(test, target_os = "linux", target_env = "gnu"))]
 mod tests {

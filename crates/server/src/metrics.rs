@@ -1,4 +1,5 @@
-//! Prometheus metrics: requests by route and status with their latency, provider time, replies, tokens, the pool.
+//! Prometheus metrics: requests by route and status with their latency, provider time, replies, tokens, the pool,
+//! memory.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -114,6 +115,20 @@ impl Metrics {
         header(&mut out, "db_pool_connections", "gauge", "The database pool's connections, busy and idle.");
         let _ = writeln!(out, "db_pool_connections{{state=\"busy\"}} {}", connections.saturating_sub(idle));
         let _ = writeln!(out, "db_pool_connections{{state=\"idle\"}} {idle}");
+        if let Some(rss) = crate::memory::resident_bytes() {
+            header(&mut out, "process_resident_memory_bytes", "gauge", "The server process's resident memory.");
+            let _ = writeln!(out, "process_resident_memory_bytes {rss}");
+        }
+        if let Some(heap) = crate::memory::heap_stats() {
+            header(
+                &mut out,
+                "process_heap_bytes",
+                "gauge",
+                "The server's own heap (jemalloc; SQLite's is apart): allocated, and resident with what is kept free.",
+            );
+            let _ = writeln!(out, "process_heap_bytes{{state=\"allocated\"}} {}", heap.allocated);
+            let _ = writeln!(out, "process_heap_bytes{{state=\"resident\"}} {}", heap.resident);
+        }
         out
     }
 }
