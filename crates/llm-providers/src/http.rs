@@ -93,11 +93,16 @@ thread_local! {
 }
 
 impl HttpClient {
-    /// Builds the client of this thread, which tells whether one can be built with these settings at all.
+    /// Builds a client, which tells whether one can be built with these settings at all; it becomes this thread's
+    /// when the thread has none with these settings yet.
     pub fn new(connect_timeout: Duration, http2_prior_knowledge: bool) -> Result<Self, reqwest::Error> {
         let settings = ClientSettings { connect_timeout, http2_prior_knowledge };
         let client = settings.build()?;
-        CLIENTS.with_borrow_mut(|clients| clients.push((settings, client.clone())));
+        CLIENTS.with_borrow_mut(|clients| {
+            if !clients.iter().any(|(kept, _)| *kept == settings) {
+                clients.push((settings, client.clone()));
+            }
+        });
         Ok(Self { settings, fallback: client })
     }
 

@@ -118,12 +118,7 @@ mod tests {
 
     /// This process's resident set, in KiB.
     fn rss_kib() -> u64 {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
+        resident_bytes().unwrap_or(0) / 1024
     }
 
     #[test]

@@ -103,33 +103,32 @@ impl Metrics {
         for (status, count) in &activity.replies {
             let _ = writeln!(out, "chat_replies_total{{status=\"{status}\"}} {count}");
         }
-        header(
-            &mut out,
-            "chat_tokens_total",
-            "counter",
-            "Tokens of the stored replies, as the providers counted them.",
-        );
-        let _ = writeln!(out, "chat_tokens_total{{kind=\"prompt\"}} {}", activity.prompt_tokens);
-        let _ = writeln!(out, "chat_tokens_total{{kind=\"completion\"}} {}", activity.completion_tokens);
+        let tokens = [("prompt", activity.prompt_tokens), ("completion", activity.completion_tokens)];
+        let help = "Tokens of the stored replies, as the providers counted them.";
+        write_by(&mut out, ("chat_tokens_total", "counter", help), "kind", &tokens);
         let (connections, idle) = service.database().pool_state();
-        header(&mut out, "db_pool_connections", "gauge", "The database pool's connections, busy and idle.");
-        let _ = writeln!(out, "db_pool_connections{{state=\"busy\"}} {}", connections.saturating_sub(idle));
-        let _ = writeln!(out, "db_pool_connections{{state=\"idle\"}} {idle}");
+        let pool = [("busy", u64::from(connections.saturating_sub(idle))), ("idle", u64::from(idle))];
+        let help = "The database pool's connections, busy and idle.";
+        write_by(&mut out, ("db_pool_connections", "gauge", help), "state", &pool);
         if let Some(rss) = crate::memory::resident_bytes() {
             header(&mut out, "process_resident_memory_bytes", "gauge", "The server process's resident memory.");
             let _ = writeln!(out, "process_resident_memory_bytes {rss}");
         }
         if let Some(heap) = crate::memory::heap_stats() {
-            header(
-                &mut out,
-                "process_heap_bytes",
-                "gauge",
-                "The server's own heap (jemalloc; SQLite's is apart): allocated, and resident with what is kept free.",
-            );
-            let _ = writeln!(out, "process_heap_bytes{{state=\"allocated\"}} {}", heap.allocated);
-            let _ = writeln!(out, "process_heap_bytes{{state=\"resident\"}} {}", heap.resident);
+            let heap = [("allocated", heap.allocated), ("resident", heap.resident)];
+            let help =
+                "The server's own heap (jemalloc; SQLite's is apart): allocated, and resident with what is kept free.";
+            write_by(&mut out, ("process_heap_bytes", "gauge", help), "state", &heap);
         }
         out
+    }
+}
+
+/// A metric (name, type, help) with one sample per value of its one label.
+fn write_by(out: &mut String, (name, kind, help): (&str, &str, &str), label: &str, samples: &[(&str, u64)]) {
+    header(out, name, kind, help);
+    for (value, sample) in samples {
+        let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {sample}");
     }
 }
 
