@@ -130,7 +130,7 @@ impl ChatService {
             .map_err(|missing| missing.error(chat_id))?;
         // A reply generated here shows its text so far, not only what was last written.
         for message in listed.iter_mut().filter(|m| m.status == MessageStatus::Generating) {
-            if let Some(generation) = self.generations.find(message.id).filter(|g| !g.has_ended()) {
+            if let Some(generation) = self.generations.find_running(message.id) {
                 message.content = generation.text();
             }
         }

@@ -6,7 +6,7 @@ use chat_domain::{ChatId, MessageStatus, Role, UserId};
 use chat_storage::{chats, messages};
 
 use crate::chats::{not_found, parse_chat_id};
-use crate::generation::{CANCELLED, Ending, StopReason, StreamStart, Subscription, replay};
+use crate::generation::{CANCELLED, Ending, Kept, StopReason, StreamStart, Subscription, replay};
 use crate::{ChatService, ServiceError};
 
 /// How long a cancel waits for the stopped reply to be stored before answering anyway.
@@ -24,6 +24,9 @@ impl ChatService {
         last_event_id: Option<u64>,
     ) -> Result<Subscription, ServiceError> {
         let id = parse_chat_id(chat_id)?;
+        // Looked up first: a reply kept as finished was stored before it was, so the message read
+        // next has its final text.
+        let kept = self.generations.find(message_id).filter(|kept| kept.chat_id() == id);
         let stored = self
             .db
             .run(move |c| match chats::find_chat_for_user(c, id, user_id)? {
@@ -34,14 +37,23 @@ impl ChatService {
             .ok_or_else(|| not_found(chat_id))?;
         let missing = || ServiceError::MessageNotFound { message_id };
         let message = stored.filter(|m| m.role == Role::Assistant).ok_or_else(missing)?;
-        if let Some(generation) = self.generations.find(message_id).filter(|g| g.start.chat_id == id) {
-            // A finished reply is told whole, as from storage, unless a listener resumes its stream.
-            if last_event_id.is_none()
-                && let Some(summary) = generation.summary()
-            {
-                return Ok(Subscription::replay(summary));
+        match kept {
+            Some(Kept::Live(generation)) => {
+                // A finished reply is told whole, as from storage, unless a listener resumes its stream.
+                if last_event_id.is_none()
+                    && let Some(summary) = generation.summary()
+                {
+                    return Ok(Subscription::replay(summary));
+                }
+                return Ok(Subscription::live(generation, last_event_id.unwrap_or(0)));
             }
-            return Ok(Subscription::live(generation, last_event_id.unwrap_or(0)));
+            // Its events numbered as they were live, over the text stored.
+            Some(Kept::Finished(finished)) => {
+                if let Some(events) = finished.events(&message, last_event_id) {
+                    return Ok(Subscription::replay(events));
+                }
+            }
+            None => {}
         }
         // Not in memory: the reply is told from what is stored (and followed there while another
         // server generates it). Its `start` tells a resuming listener to begin the message again, as

@@ -72,6 +72,50 @@ pub struct NumberedEvent {
     pub event: StreamEvent,
 }
 
+/// A reply's events after id `after`, its deltas ending at `ends` in `text` (delta `i` has id `i + 2`),
+/// its ending last once it has one; and whether the stream is over once they are sent.
+pub(crate) fn numbered_after(
+    start: &StreamStart,
+    text: &str,
+    ends: &[u32],
+    ending: Option<&Ending>,
+    after: u64,
+) -> (Vec<NumberedEvent>, bool) {
+    let mut events = Vec::new();
+    if after < 1 {
+        events.push(NumberedEvent { id: 1, event: StreamEvent::Start(start.clone()) });
+    }
+    let first = usize::try_from(after.saturating_sub(1)).unwrap_or(usize::MAX);
+    for index in first..ends.len() {
+        let from = if index == 0 { 0 } else { ends[index - 1] as usize };
+        let piece = text[from..ends[index] as usize].to_owned();
+        events.push(NumberedEvent { id: index as u64 + 2, event: StreamEvent::Delta(piece) });
+    }
+    let last_id = ends.len() as u64 + 2;
+    let Some(ending) = ending else { return (events, false) };
+    if after < last_id {
+        let event = StreamEvent::End { message_id: start.message_id, ending: ending.clone() };
+        events.push(NumberedEvent { id: last_id, event });
+    }
+    (events, true)
+}
+
+/// A finished reply of `deltas` deltas told as a stored one is: `start`, one `delta` with all its text
+/// (none when it is empty), its ending. The delta and the ending keep the ids they had live, so that a
+/// listener resuming with either id gets exactly what follows it.
+pub(crate) fn numbered_whole(start: &StreamStart, text: &str, deltas: usize, ending: &Ending) -> Vec<NumberedEvent> {
+    let last_id = deltas as u64 + 2;
+    let mut events = vec![NumberedEvent { id: 1, event: StreamEvent::Start(start.clone()) }];
+    if !text.is_empty() {
+        events.push(NumberedEvent { id: last_id - 1, event: StreamEvent::Delta(text.to_owned()) });
+    }
+    events.push(NumberedEvent {
+        id: last_id,
+        event: StreamEvent::End { message_id: start.message_id, ending: ending.clone() },
+    });
+    events
+}
+
 /// The events that tell a stored reply again: `start`, one `delta` with the whole text (none when it
 /// is empty), and its ending.
 pub(crate) fn replay(message: &Message, user_message_id: i64) -> Vec<NumberedEvent> {

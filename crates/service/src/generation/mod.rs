@@ -1,7 +1,9 @@
 //! Replies owned by the server: one generation per chat at a time, each a tracked task whose text is
-//! written to storage in batches and whose events stay in memory a while for listeners that come late.
+//! written to storage in batches and whose events' numbering stays in memory a while for listeners that
+//! come late.
 
 mod events;
+mod finished;
 mod flusher;
 mod record;
 mod run;
@@ -18,6 +20,7 @@ use tokio_util::task::TaskTracker;
 
 pub(crate) use events::replay;
 pub use events::{CANCELLED, Ending, NumberedEvent, StreamEvent, StreamFailure, StreamStart};
+pub(crate) use finished::Finished;
 pub(crate) use flusher::FinalState;
 pub(crate) use record::{Generation, StopReason};
 pub(crate) use run::{Ask, EarlyAsk, Job};
@@ -27,8 +30,9 @@ use crate::ServiceError;
 use crate::activity::{Activity, Tally};
 use llm_providers::Usage;
 
-/// Memory a finished generation kept for resuming takes besides its text (an estimate).
-const RETAINED_OVERHEAD: usize = 512;
+/// Memory a finished reply kept for resuming takes besides its delta offsets and model name: its
+/// record, the registry's entries and its place in the eviction queue (an estimate).
+const RETAINED_OVERHEAD: usize = 320;
 /// How long the final writes of stopped generations may take once the shutdown grace period is over.
 const FINAL_WRITES_WAIT: Duration = Duration::from_secs(5);
 /// How often shutdown checks whether slots reserved before it have been launched or freed.
@@ -39,10 +43,10 @@ const DRAIN_POLL: Duration = Duration::from_millis(5);
 pub struct GenerationSettings {
     /// How often the text of running replies is written to storage: a crash loses at most this much.
     pub flush_interval: Duration,
-    /// How long a finished reply's events stay in memory, so a listener that lost its connection can
-    /// resume from its last event id.
+    /// How long a finished reply's event numbering stays in memory (its text is read from storage), so a
+    /// listener that lost its connection can resume from its last event id.
     pub resume_window: Duration,
-    /// The most memory kept for finished replies' events; the oldest go first beyond it.
+    /// The most memory kept for finished replies' event numbering; the oldest go first beyond it.
     pub resume_bytes: usize,
     /// On a database shared by several servers, a reply not heard of (flushed or marked alive) for this
     /// long is taken as abandoned by a server that died, and stored as `interrupted` by another.
@@ -100,15 +104,31 @@ struct Registry {
     /// Whose each reserved or running chat is, and how many each user has.
     owners: HashMap<ChatId, UserId>,
     per_user: HashMap<UserId, usize>,
-    /// Running and recently finished generations, by assistant message id.
-    messages: HashMap<i64, Arc<Generation>>,
-    /// Finished generations still in `messages`, oldest first: when each ended, and the memory it holds.
+    /// Running and recently finished replies, by assistant message id.
+    messages: HashMap<i64, Kept>,
+    /// Finished replies still in `messages`, oldest first: when each ended, and the memory it holds.
     retained: VecDeque<(Instant, i64, usize)>,
     retained_bytes: usize,
     /// Shutdown has begun: no new reservation.
     closing: bool,
     /// The grace period is over: whatever still launches is stopped at once.
     stopping: bool,
+}
+
+/// What is kept of a reply: the generation while its task runs, then a record of its events.
+#[derive(Debug, Clone)]
+pub(crate) enum Kept {
+    Live(Arc<Generation>),
+    Finished(Arc<Finished>),
+}
+
+impl Kept {
+    pub(crate) fn chat_id(&self) -> ChatId {
+        match self {
+            Kept::Live(generation) => generation.start.chat_id,
+            Kept::Finished(finished) => finished.start.chat_id,
+        }
+    }
 }
 
 /// A chat's generation slot, held from before its messages are stored; dropping it unused frees it.
@@ -178,9 +198,20 @@ impl Shared {
         if matches!(registry.chats.get(&chat_id), Some(Slot::Running(g)) if Arc::ptr_eq(g, generation)) {
             registry.free(chat_id);
         }
-        // What a kept generation costs besides its text, so that many tiny replies count too.
-        let size = generation.memory() + RETAINED_OVERHEAD;
-        registry.retained.push_back((Instant::now(), generation.message_id(), size));
+        // From here on a listener resuming it reads its text from storage: only the numbering of its
+        // events stays in memory (a generation ends before its task does).
+        let id = generation.message_id();
+        let size = match generation.to_finished() {
+            Some(finished) => {
+                let size = finished.memory() + RETAINED_OVERHEAD;
+                if matches!(registry.messages.get(&id), Some(Kept::Live(g)) if Arc::ptr_eq(g, generation)) {
+                    registry.messages.insert(id, Kept::Finished(Arc::new(finished)));
+                }
+                size
+            }
+            None => generation.memory() + RETAINED_OVERHEAD,
+        };
+        registry.retained.push_back((Instant::now(), id, size));
         registry.retained_bytes += size;
         self.evict(&mut registry);
     }
@@ -272,7 +303,7 @@ impl Generations {
         let stop = {
             let mut registry = self.shared.registry();
             let slot = registry.chats.insert(reservation.chat_id, Slot::Running(Arc::clone(&generation)));
-            registry.messages.insert(generation.message_id(), Arc::clone(&generation));
+            registry.messages.insert(generation.message_id(), Kept::Live(Arc::clone(&generation)));
             let asked = match slot {
                 Some(Slot::Reserved { stop }) => stop,
                 _ => None,
@@ -314,9 +345,17 @@ impl Generations {
         }
     }
 
-    /// The running or recently finished generation of an assistant message.
-    pub(crate) fn find(&self, message_id: i64) -> Option<Arc<Generation>> {
+    /// What is kept of an assistant message's reply, running or recently finished.
+    pub(crate) fn find(&self, message_id: i64) -> Option<Kept> {
         self.shared.registry().messages.get(&message_id).cloned()
+    }
+
+    /// The generation of an assistant message whose reply is still running here.
+    pub(crate) fn find_running(&self, message_id: i64) -> Option<Arc<Generation>> {
+        match self.find(message_id)? {
+            Kept::Live(generation) if !generation.has_ended() => Some(generation),
+            Kept::Live(_) | Kept::Finished(_) => None,
+        }
     }
 
     /// Hands a reply with unwritten text to the flusher.
@@ -511,5 +550,31 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         panic!("the reply was never stored as interrupted");
+    }
+
+    /// The resume window keeps a record of a finished reply's events, not its generation: once its
+    /// task has ended and its listeners are gone, the generation (its text, its signals) is freed.
+    #[tokio::test]
+    async fn a_finished_reply_is_kept_as_a_record_and_its_generation_freed() {
+        let (_dir, generations, generation) = fixture();
+        let id = generation.message_id();
+        let reservation = generations.reserve(generation.start.chat_id, UserId::new_random()).unwrap();
+        let task_generation = Arc::clone(&generation);
+        generations.launch(reservation, Arc::clone(&generation), async move {
+            task_generation.append("done");
+            let ending = Ending::Done { finish_reason: "stop".into(), usage: Usage::default() };
+            task_generation.end(ending, MessageStatus::Complete, None);
+        });
+        let freed = Arc::downgrade(&generation);
+        drop(generation);
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while !matches!(generations.find(id), Some(Kept::Finished(_))) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the finished reply is kept as a record");
+        assert!(freed.upgrade().is_none(), "nothing holds the generation any more");
+        assert!(generations.find_running(id).is_none());
     }
 }

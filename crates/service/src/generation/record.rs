@@ -8,7 +8,8 @@ use chat_domain::MessageStatus;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::events::{Ending, NumberedEvent, StreamEvent, StreamStart};
+use super::events::{Ending, NumberedEvent, StreamStart, numbered_after, numbered_whole};
+use super::finished::Finished;
 use crate::ServiceError;
 
 /// Why a generation was told to stop.
@@ -229,44 +230,24 @@ impl Generation {
         self.state().ending.is_some()
     }
 
-    /// A finished reply told as a stored one is: `start`, one `delta` with all its text, its ending.
-    /// The delta and the ending keep the ids they had live, so that a listener resuming with either
-    /// id gets exactly what follows it.
+    /// A finished reply told whole, as a stored one is (see [`numbered_whole`]).
     pub(crate) fn summary(&self) -> Option<Vec<NumberedEvent>> {
         let state = self.state();
-        let ending = state.ending.clone()?;
-        let last_id = state.ends.len() as u64 + 2;
-        let mut events = vec![NumberedEvent { id: 1, event: StreamEvent::Start(self.start.clone()) }];
-        if !state.text.is_empty() {
-            events.push(NumberedEvent { id: last_id - 1, event: StreamEvent::Delta(state.text.clone()) });
-        }
-        events.push(NumberedEvent { id: last_id, event: StreamEvent::End { message_id: self.message_id(), ending } });
-        Some(events)
+        Some(numbered_whole(&self.start, &state.text, state.ends.len(), state.ending.as_ref()?))
     }
 
     /// The events after id `after`, and whether the stream is over once they are sent.
     pub(crate) fn events_after(&self, after: u64) -> (Vec<NumberedEvent>, bool) {
         let state = self.state();
-        let mut events = Vec::new();
-        if after < 1 {
-            events.push(NumberedEvent { id: 1, event: StreamEvent::Start(self.start.clone()) });
-        }
-        let first = usize::try_from(after.saturating_sub(1)).unwrap_or(usize::MAX);
-        for index in first..state.ends.len() {
-            let from = if index == 0 { 0 } else { state.ends[index - 1] as usize };
-            let text = state.text[from..state.ends[index] as usize].to_owned();
-            events.push(NumberedEvent { id: index as u64 + 2, event: StreamEvent::Delta(text) });
-        }
-        let last_id = state.ends.len() as u64 + 2;
-        let mut over = false;
-        if let Some(ending) = &state.ending {
-            if after < last_id {
-                let event = StreamEvent::End { message_id: self.message_id(), ending: ending.clone() };
-                events.push(NumberedEvent { id: last_id, event });
-            }
-            over = true;
-        }
-        (events, over)
+        numbered_after(&self.start, &state.text, &state.ends, state.ending.as_ref(), after)
+    }
+
+    /// What a listener resuming it needs once it has ended, without its text (which is stored).
+    pub(crate) fn to_finished(&self) -> Option<Finished> {
+        let state = self.state();
+        let ending = state.ending.clone()?;
+        let status = state.status?;
+        Some(Finished::new(self.start.clone(), state.ends.as_slice().into(), ending, status))
     }
 }
 
@@ -275,6 +256,7 @@ mod tests {
     use chat_domain::ChatId;
     use llm_providers::Usage;
 
+    use super::super::StreamEvent;
     use super::*;
 
     fn generation() -> Generation {
