@@ -71,7 +71,7 @@ pub struct NewMessage {
 
 impl NewMessage {
     /// The row this message is once stored under `id`.
-    fn stored_as(&self, id: i64) -> Message {
+    pub fn stored_as(&self, id: i64) -> Message {
         Message {
             id,
             chat_id: self.chat_id,

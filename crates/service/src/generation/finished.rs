@@ -55,6 +55,7 @@ impl Finished {
 #[cfg(test)]
 mod tests {
     use chat_domain::{ChatId, Role};
+    use chat_storage::NewMessage;
     use llm_providers::Usage;
 
     use super::super::events::StreamEvent;
@@ -63,24 +64,9 @@ mod tests {
 
     fn stored(id: i64, content: &str, status: MessageStatus) -> Message {
         let now = chat_domain::time::now_utc();
-        Message {
-            id,
-            chat_id: ChatId::new_random(),
-            role: Role::Assistant,
-            content: content.to_owned(),
-            status,
-            model_alias: Some("fast".into()),
-            provider: None,
-            provider_model: None,
-            prompt_tokens: None,
-            completion_tokens: None,
-            content_tokens: None,
-            latency_ms: None,
-            finish_reason: None,
-            error_detail: None,
-            created_at: now,
-            updated_at: now,
-        }
+        let message =
+            NewMessage { status, ..NewMessage::plain(ChatId::new_random(), Role::Assistant, content.into(), now) };
+        message.stored_as(id)
     }
 
     fn finished_reply() -> (Generation, Finished) {
