@@ -199,18 +199,16 @@ impl Shared {
             registry.free(chat_id);
         }
         // From here on a listener resuming it reads its text from storage: only the numbering of its
-        // events stays in memory (a generation ends before its task does).
+        // events stays in memory. `Running`'s drop has ended every generation it hands here.
         let id = generation.message_id();
-        let size = match generation.to_finished() {
-            Some(finished) => {
-                let size = finished.memory() + RETAINED_OVERHEAD;
-                if matches!(registry.messages.get(&id), Some(Kept::Live(g)) if Arc::ptr_eq(g, generation)) {
-                    registry.messages.insert(id, Kept::Finished(Arc::new(finished)));
-                }
-                size
-            }
-            None => generation.memory() + RETAINED_OVERHEAD,
+        let Some(finished) = generation.to_finished() else {
+            registry.messages.remove(&id);
+            return;
         };
+        let size = finished.memory() + RETAINED_OVERHEAD;
+        if matches!(registry.messages.get(&id), Some(Kept::Live(g)) if Arc::ptr_eq(g, generation)) {
+            registry.messages.insert(id, Kept::Finished(Arc::new(finished)));
+        }
         registry.retained.push_back((Instant::now(), id, size));
         registry.retained_bytes += size;
         self.evict(&mut registry);

@@ -144,12 +144,6 @@ impl Generation {
         self.state().text.clone()
     }
 
-    /// The memory its text and delta offsets hold.
-    pub(crate) fn memory(&self) -> usize {
-        let state = self.state();
-        state.text.capacity() + state.ends.capacity() * std::mem::size_of::<u32>()
-    }
-
     /// Marks the reply as having text to write again (its last write failed).
     pub(crate) fn mark_dirty(&self) {
         self.dirty.store(true, Ordering::Release);
