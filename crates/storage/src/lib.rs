@@ -7,6 +7,7 @@
 //! commits the writes arriving together in one transaction.
 
 pub mod chats;
+mod checkpointer;
 mod error;
 pub mod messages;
 pub mod migrations;

@@ -5,13 +5,15 @@
 //! lock, whose busy handler sleeps in steps of milliseconds. One writer never waits on the lock, and a
 //! batch makes the durable commit, the costly part, shared. Each write runs in its own savepoint, so one
 //! that fails is rolled back alone; a caller hears of its write only once the batch's commit returned.
+//! With `synchronous = NORMAL` commits skip the `fsync`, and the [`checkpointer`] makes them durable.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc;
 
+use diesel::connection::SimpleConnection;
 use diesel::{Connection, RunQueryDsl};
 
-use crate::{DbConnection, StorageError};
+use crate::{DbConnection, StorageError, checkpointer};
 
 /// At most this many writes share one commit, so that a long queue still sees commits often.
 const MAX_BATCH: usize = 256;
@@ -27,10 +29,20 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread on `conn`.
-    pub(crate) fn start(conn: DbConnection) -> std::io::Result<Self> {
+    /// Starts the writer thread on `conn`; with `checkpoints`, a connection of their own, the log is
+    /// checkpointed there instead of by the writer (see [`checkpointer`]).
+    pub(crate) fn start(mut conn: DbConnection, checkpoints: Option<DbConnection>) -> std::io::Result<Self> {
+        let checkpoints = match checkpoints {
+            Some(other) => {
+                conn.batch_execute("PRAGMA wal_autocheckpoint = 0").map_err(std::io::Error::other)?;
+                Some(checkpointer::start(other)?)
+            }
+            None => None,
+        };
         let (jobs, queue) = mpsc::channel::<Job>();
-        std::thread::Builder::new().name("sqlite-writer".to_owned()).spawn(move || serve(conn, &queue))?;
+        std::thread::Builder::new()
+            .name("sqlite-writer".to_owned())
+            .spawn(move || serve(conn, &queue, checkpoints.as_ref()))?;
         Ok(Self { jobs })
     }
 
@@ -102,7 +114,7 @@ mod statements {
 }
 
 /// The writer thread: takes whatever is queued, runs it in one transaction, commits, answers.
-fn serve(mut conn: DbConnection, queue: &mpsc::Receiver<Job>) {
+fn serve(mut conn: DbConnection, queue: &mpsc::Receiver<Job>, checkpoints: Option<&checkpointer::Committed>) {
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -122,6 +134,9 @@ fn serve(mut conn: DbConnection, queue: &mpsc::Receiver<Job>) {
                 tracing::error!(error = %err, writes = settles.len(), "committing a batch of writes failed");
                 format!("committing the write failed: {err}")
             });
+        if let (Ok(()), Some(checkpoints)) = (&committed, checkpoints) {
+            checkpoints.mark();
+        }
         for settle in settles {
             settle(committed.clone());
         }

@@ -6,9 +6,11 @@ use chat_domain::{ChatId, Role, UserId};
 use chat_storage::chats::{self, NewChat};
 use chat_storage::messages::{self, NewMessage};
 use chat_storage::users::{self, NewUser};
-use chat_storage::{Database, PoolOptions, StorageError};
-use diesel::RunQueryDsl;
+use std::time::{Duration, Instant};
+
+use chat_storage::{Database, PoolOptions, SqliteSynchronous, StorageError};
 use diesel::connection::SimpleConnection;
+use diesel::{Connection, RunQueryDsl, SqliteConnection};
 
 fn open() -> (tempfile::TempDir, Database) {
     let dir = tempfile::tempdir().unwrap();
@@ -202,6 +204,36 @@ struct Count {
 struct Mode {
     #[diesel(sql_type = diesel::sql_types::Text)]
     journal_mode: String,
+}
+
+/// With `synchronous = NORMAL` a commit is not made durable on its own: the checkpointer copies the log into the
+/// database file soon after, instead of SQLite once the log passes 1,000 pages. One small write is in the database
+/// file itself, as a power loss would leave it without the log, within moments.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_synchronous_normal_a_write_reaches_the_database_file_soon() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("test.db");
+    let options = PoolOptions { synchronous: SqliteSynchronous::Normal, ..PoolOptions::default() };
+    let db = Database::open(&format!("sqlite://{}", path.display()), &options).unwrap();
+    let user = new_user(&db, "normal@example.com");
+    let chat = new_chat(&db, user, "t");
+    let message = NewMessage::plain(chat, Role::User, "in the file".to_owned(), now_utc());
+    db.write(move |c| messages::insert_message(c, message)).await.unwrap();
+    let copy = dir.path().join("copy.db");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        std::fs::copy(&path, &copy).unwrap();
+        let stored = SqliteConnection::establish(&copy.display().to_string()).ok().and_then(|mut c| {
+            diesel::sql_query("SELECT count(*) AS n FROM messages WHERE content = 'in the file'")
+                .get_result::<Count>(&mut c)
+                .ok()
+        });
+        if stored.is_some_and(|count| count.n == 1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "after 10 s the write is still only in the log");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Writes sent together share the writer's transaction, each in its own savepoint: one that fails (a message for
