@@ -30,7 +30,7 @@ pub(crate) struct Writer {
 
 impl Writer {
     /// Starts the writer thread on `conn`; with `checkpoints`, a connection of their own, the log is
-    /// checkpointed there instead of by the writer (see [`checkpointer`]).
+    /// checkpointed there, the writer finishing each pass (see [`checkpointer`]).
     pub(crate) fn start(mut conn: DbConnection, checkpoints: Option<DbConnection>) -> std::io::Result<Self> {
         let checkpoints = match checkpoints {
             Some(other) => {
@@ -114,7 +114,7 @@ mod statements {
 }
 
 /// The writer thread: takes whatever is queued, runs it in one transaction, commits, answers.
-fn serve(mut conn: DbConnection, queue: &mpsc::Receiver<Job>, checkpoints: Option<&checkpointer::Committed>) {
+fn serve(mut conn: DbConnection, queue: &mpsc::Receiver<Job>, checkpoints: Option<&checkpointer::Checkpoints>) {
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -135,10 +135,14 @@ fn serve(mut conn: DbConnection, queue: &mpsc::Receiver<Job>, checkpoints: Optio
                 format!("committing the write failed: {err}")
             });
         if let (Ok(()), Some(checkpoints)) = (&committed, checkpoints) {
-            checkpoints.mark();
+            checkpoints.committed();
         }
         for settle in settles {
             settle(committed.clone());
+        }
+        // Once the batch's callers have their answers.
+        if let Some(checkpoints) = checkpoints {
+            checkpoints.finish_pass(&mut conn);
         }
     }
 }

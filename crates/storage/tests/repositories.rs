@@ -236,6 +236,30 @@ async fn with_synchronous_normal_a_write_reaches_the_database_file_soon() {
     }
 }
 
+/// Under steady writes, with `synchronous = NORMAL`, the log starts again from its beginning after checkpoints
+/// instead of growing with every write (it does only when a checkpoint found nothing appended meanwhile, which the
+/// writer arranges after each pass of the checkpointer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_synchronous_normal_the_log_stays_short_under_steady_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("test.db");
+    let options = PoolOptions { synchronous: SqliteSynchronous::Normal, ..PoolOptions::default() };
+    let db = Database::open(&format!("sqlite://{}", path.display()), &options).unwrap();
+    let user = new_user(&db, "steady@example.com");
+    let chat = new_chat(&db, user, "t");
+    let text = "x".repeat(4096);
+    let (mut writes, started) = (0_u64, Instant::now());
+    while started.elapsed() < Duration::from_secs(3) {
+        let message = NewMessage::plain(chat, Role::User, text.clone(), now_utc());
+        db.write(move |c| messages::insert_message(c, message)).await.unwrap();
+        writes += 1;
+    }
+    let log = std::fs::metadata(dir.path().join("test.db-wal")).unwrap().len();
+    // Without restarts the log holds every write's text and more (its index pages): it can only be longer.
+    let content = writes * 4096;
+    assert!(log < content / 2, "the log is {log} bytes after {writes} writes of 4 KiB each");
+}
+
 /// Writes sent together share the writer's transaction, each in its own savepoint: one that fails (a message for
 /// a chat that does not exist) is rolled back alone and told so, and every other one is committed and answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
