@@ -206,17 +206,24 @@ struct Mode {
     journal_mode: String,
 }
 
+/// A database with `synchronous = NORMAL` (at `test.db` in the directory) and a chat to write messages to.
+fn open_normal_with_a_chat() -> (tempfile::TempDir, Database, ChatId) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("test.db").display());
+    let options = PoolOptions { synchronous: SqliteSynchronous::Normal, ..PoolOptions::default() };
+    let db = Database::open(&url, &options).unwrap();
+    let user = new_user(&db, "normal@example.com");
+    let chat = new_chat(&db, user, "t");
+    (dir, db, chat)
+}
+
 /// With `synchronous = NORMAL` a commit is not made durable on its own: the checkpointer copies the log into the
 /// database file soon after, instead of SQLite once the log passes 1,000 pages. One small write is in the database
 /// file itself, as a power loss would leave it without the log, within moments.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_synchronous_normal_a_write_reaches_the_database_file_soon() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, db, chat) = open_normal_with_a_chat();
     let path = dir.path().join("test.db");
-    let options = PoolOptions { synchronous: SqliteSynchronous::Normal, ..PoolOptions::default() };
-    let db = Database::open(&format!("sqlite://{}", path.display()), &options).unwrap();
-    let user = new_user(&db, "normal@example.com");
-    let chat = new_chat(&db, user, "t");
     let message = NewMessage::plain(chat, Role::User, "in the file".to_owned(), now_utc());
     db.write(move |c| messages::insert_message(c, message)).await.unwrap();
     let copy = dir.path().join("copy.db");
@@ -241,12 +248,7 @@ async fn with_synchronous_normal_a_write_reaches_the_database_file_soon() {
 /// writer arranges after each pass of the checkpointer).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_synchronous_normal_the_log_stays_short_under_steady_writes() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("test.db");
-    let options = PoolOptions { synchronous: SqliteSynchronous::Normal, ..PoolOptions::default() };
-    let db = Database::open(&format!("sqlite://{}", path.display()), &options).unwrap();
-    let user = new_user(&db, "steady@example.com");
-    let chat = new_chat(&db, user, "t");
+    let (dir, db, chat) = open_normal_with_a_chat();
     let text = "x".repeat(4096);
     let (mut writes, started) = (0_u64, Instant::now());
     while started.elapsed() < Duration::from_secs(3) {
