@@ -186,6 +186,19 @@ impl Database {
         self.with_connection(migrations::run_pending)
     }
 
+    /// Applies pending migrations to the database named by `url` over one connection of its own, and no pool;
+    /// returns how many ran. Blocking. For a process that exits next (`chat-server migrate`): a pool opens its
+    /// idle connections on threads of its own, and exiting while one of them was still connecting to PostgreSQL
+    /// had OpenSSL's exit handler free what that thread was using, a crash at exit in about one run in ten.
+    pub fn migrate_alone(url: &str, options: &PoolOptions) -> Result<usize, StorageError> {
+        let location = DatabaseLocation::parse(url)?;
+        let sqlite = matches!(location, DatabaseLocation::SqliteFile(_));
+        let _lock = (options.exclusive && sqlite).then(|| lock_beside(&location)).transpose()?;
+        let open_error = |reason: String| StorageError::Open { location: location.to_string(), reason };
+        let mut conn = Manager::new(&location, options).connect().map_err(|err| open_error(connect_reason(&err)))?;
+        migrations::run_pending(&mut conn)
+    }
+
     /// Opens the database named by `url` and builds the pool, without touching its schema. Blocking.
     pub fn connect(url: &str, options: &PoolOptions) -> Result<Self, StorageError> {
         let location = DatabaseLocation::parse(url)?;
