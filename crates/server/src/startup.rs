@@ -143,11 +143,7 @@ fn pool_options(settings: &Settings, exclusive: bool) -> PoolOptions {
 /// `chat-server migrate`: applies pending migrations to the configured database over one connection (no pool,
 /// whose threads could still be connecting when the process exits); returns how many ran.
 pub fn migrate(settings: &Settings) -> Result<usize, StartupError> {
-    let url = &settings.database.url;
-    if let Ok(location) = chat_storage::DatabaseLocation::parse(url) {
-        tracing::info!(database = %location, "applying pending migrations");
-    }
-    Ok(Database::migrate_alone(url, &pool_options(settings, true))?)
+    Ok(Database::migrate_alone(&settings.database.url, &pool_options(settings, true))?)
 }
 
 impl Application {

@@ -168,6 +168,35 @@ fn lock_beside(location: &DatabaseLocation) -> Result<File, StorageError> {
     }
 }
 
+/// A database being opened: where it is, its lock file when this process must be its only server, and how to
+/// connect to it.
+struct Opening {
+    location: DatabaseLocation,
+    lock: Option<File>,
+    manager: Manager,
+}
+
+impl Opening {
+    /// Parses `url` and, for an SQLite file this process must serve alone, takes the lock beside it.
+    fn begin(url: &str, options: &PoolOptions) -> Result<Self, StorageError> {
+        let location = DatabaseLocation::parse(url)?;
+        let sqlite = matches!(location, DatabaseLocation::SqliteFile(_));
+        let lock = (options.exclusive && sqlite).then(|| lock_beside(&location)).transpose()?;
+        let manager = Manager::new(&location, options);
+        Ok(Self { location, lock, manager })
+    }
+
+    /// A connection of its own, outside any pool, or the real reason there is none.
+    fn connect(&self) -> Result<DbConnection, StorageError> {
+        self.manager.connect().map_err(|err| self.error(connect_reason(&err)))
+    }
+
+    /// Opening failed for `reason`.
+    fn error(&self, reason: String) -> StorageError {
+        StorageError::Open { location: self.location.to_string(), reason }
+    }
+}
+
 impl Database {
     /// Opens the database named by `url`, builds the pool and applies pending migrations.
     ///
@@ -191,37 +220,32 @@ impl Database {
     /// idle connections on threads of its own, and exiting while one of them was still connecting to PostgreSQL
     /// had OpenSSL's exit handler free what that thread was using, a crash at exit in about one run in ten.
     pub fn migrate_alone(url: &str, options: &PoolOptions) -> Result<usize, StorageError> {
-        let location = DatabaseLocation::parse(url)?;
-        let sqlite = matches!(location, DatabaseLocation::SqliteFile(_));
-        let _lock = (options.exclusive && sqlite).then(|| lock_beside(&location)).transpose()?;
-        let open_error = |reason: String| StorageError::Open { location: location.to_string(), reason };
-        let mut conn = Manager::new(&location, options).connect().map_err(|err| open_error(connect_reason(&err)))?;
+        let opening = Opening::begin(url, options)?;
+        let mut conn = opening.connect()?;
+        tracing::info!(database = %opening.location, "applying pending migrations");
         migrations::run_pending(&mut conn)
     }
 
     /// Opens the database named by `url` and builds the pool, without touching its schema. Blocking.
     pub fn connect(url: &str, options: &PoolOptions) -> Result<Self, StorageError> {
-        let location = DatabaseLocation::parse(url)?;
-        let sqlite = matches!(location, DatabaseLocation::SqliteFile(_));
-        let lock = (options.exclusive && sqlite).then(|| lock_beside(&location)).transpose()?;
-        let manager = Manager::new(&location, options);
-        let open_error = |reason: String| StorageError::Open { location: location.to_string(), reason };
+        let opening = Opening::begin(url, options)?;
         // One direct connection first: r2d2 would hide the real reason behind a timeout. On SQLite it
         // becomes the writer's, outside the pool: readers never wait for it. With `synchronous = NORMAL`,
         // a second one is the checkpointer's (see `checkpointer`).
-        let first = manager.connect().map_err(|err| open_error(connect_reason(&err)))?;
+        let first = opening.connect()?;
         let writer = match first {
             DbConnection::Sqlite(_) => {
-                let checkpoints = (options.synchronous == SqliteSynchronous::Normal)
-                    .then(|| manager.connect().map_err(|err| open_error(connect_reason(&err))))
-                    .transpose()?;
+                let checkpoints =
+                    (options.synchronous == SqliteSynchronous::Normal).then(|| opening.connect()).transpose()?;
                 Some(
                     Writer::start(first, checkpoints)
-                        .map_err(|err| open_error(format!("cannot start the writer thread: {err}")))?,
+                        .map_err(|err| opening.error(format!("cannot start the writer thread: {err}")))?,
                 )
             }
             DbConnection::Postgres(_) => None,
         };
+        let sqlite = matches!(opening.location, DatabaseLocation::SqliteFile(_));
+        let Opening { location, lock, manager } = opening;
         let pool = Pool::builder()
             .max_size(options.max_connections)
             // Connections open as load needs them: a server at rest holds two, not the whole pool.
@@ -230,7 +254,7 @@ impl Database {
             .test_on_check_out(!sqlite)
             .connection_timeout(options.acquire_timeout)
             .build(manager)
-            .map_err(|err| open_error(err.to_string()))?;
+            .map_err(|err| StorageError::Open { location: location.to_string(), reason: err.to_string() })?;
         Ok(Self { pool, location, lock: lock.map(Arc::new), writer })
     }
 
