@@ -387,6 +387,71 @@ async fn health_is_503_unhealthy_when_the_database_cannot_answer() {
 }
 
 #[tokio::test]
+async fn a_request_that_finds_every_database_thread_busy_is_503_and_the_busy_one_still_completes() {
+    // A lock that a query waits on, held from outside: on PostgreSQL. SQLite's readers never wait in WAL mode.
+    if !on_postgres() {
+        return;
+    }
+    let server =
+        TestServer::start_with(&[("DATABASE_MAX_CONNECTIONS", "1"), ("DATABASE_ACQUIRE_TIMEOUT_MS", "300")]).await;
+    let user = server.signup().await;
+    let (outside, watcher) = (server.database(), server.database());
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let (locked, is_locked) = tokio::sync::oneshot::channel();
+    // An operator's transaction holds the users table, which every authenticated request reads.
+    let holder = std::thread::spawn(move || {
+        outside.with_connection(|conn| {
+            use diesel::Connection;
+            use diesel::connection::SimpleConnection;
+            conn.transaction(|conn| {
+                conn.batch_execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")?;
+                locked.send(()).unwrap();
+                released.recv().unwrap();
+                Ok(())
+            })
+        })
+    });
+    is_locked.await.unwrap();
+
+    // The first request's query waits on the lock on the server's one database thread; the second waits for that
+    // thread, and gives up after DATABASE_ACQUIRE_TIMEOUT_MS.
+    let first = send(request(&server, Method::GET, "/chats").bearer_auth(&user.token));
+    let second = async {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while queries_waiting_on_users(&watcher) == 0 {
+            assert!(std::time::Instant::now() < deadline, "the first request never reached the lock");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let answer = send(request(&server, Method::GET, "/chats").bearer_auth(&user.token)).await;
+        release.send(()).unwrap();
+        answer
+    };
+    let (first, second) = tokio::join!(first, second);
+    holder.join().unwrap().unwrap();
+    assert_eq!(second.status, StatusCode::SERVICE_UNAVAILABLE, "{}", second.text);
+    assert_eq!(second.json, json!({"detail": "The service is temporarily unavailable; please retry shortly"}));
+    let logs = server.wait_for_log("no database thread was free within 300ms").await;
+    assert!(!second.text.contains("thread"), "the cause is for the log only: {}", second.text);
+    assert!(logs.contains(&second.request_id()), "the 503's log line names its request");
+    assert_eq!(first.status, StatusCode::OK, "the request that held the thread: {}", first.text);
+    assert_eq!(first.json["total"], 0, "{}", first.text);
+    let (status, _) = server.get("/chats", Some(&user.token)).await;
+    assert_eq!(status, StatusCode::OK, "once the lock is gone");
+}
+
+/// How many queries wait for a lock on this test's `users` table (PostgreSQL).
+fn queries_waiting_on_users(db: &chat_storage::Database) -> i64 {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        waiting: i64,
+    }
+    let sql = "SELECT count(*) AS waiting FROM pg_locks WHERE relation = 'users'::regclass AND NOT granted";
+    db.with_connection(|c| Ok(diesel::sql_query(sql).get_result::<Row>(c)?)).unwrap().waiting
+}
+
+#[tokio::test]
 async fn other_methods_on_the_documentation_paths_are_405() {
     let server = TestServer::start().await;
     for path in ["/openapi.json", "/redoc", "/docs/", "/docs/swagger-ui.css"] {

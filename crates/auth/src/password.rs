@@ -28,7 +28,7 @@ type Job = Box<dyn FnOnce() + Send>;
 /// Hashes and verifies passwords with bcrypt.
 ///
 /// bcrypt is deliberately slow (about 250 ms at cost 12), so it never runs on an async worker or on the
-/// blocking pool that database calls use: `threads` dedicated threads, at a lower scheduling priority
+/// threads that database calls use: `threads` dedicated threads, at a lower scheduling priority
 /// ([`NICENESS`]), take hashes from one queue, so at most that many run at once and a flood of logins
 /// queues here. The threads end when the last clone of the hasher is dropped.
 #[derive(Clone)]

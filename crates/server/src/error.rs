@@ -335,7 +335,7 @@ pub fn stream_failure(failure: &StreamFailure) -> (u16, String) {
 impl From<StorageError> for ApiError {
     fn from(err: StorageError) -> Self {
         match err {
-            StorageError::Unavailable(_) => ApiError::Unavailable(Box::new(err)),
+            StorageError::Unavailable(_) | StorageError::Busy(_) => ApiError::Unavailable(Box::new(err)),
             StorageError::UniqueViolation
             | StorageError::ForeignKeyViolation
             | StorageError::Query(_)
@@ -343,6 +343,7 @@ impl From<StorageError> for ApiError {
             | StorageError::Open { .. }
             | StorageError::Migration(_)
             | StorageError::WriteFailed(_)
+            | StorageError::NoAnswer
             | StorageError::TaskFailed(_) => ApiError::Internal(Box::new(err)),
         }
     }

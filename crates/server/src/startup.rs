@@ -25,6 +25,11 @@ use crate::state::AppState;
 /// How long requests still in flight may take once running replies are done or interrupted at shutdown.
 const REQUESTS_AFTER_GRACE: Duration = Duration::from_secs(5);
 
+/// The blocking threads each HTTP worker's runtime may start. Database calls and password hashes run on threads
+/// of their own (`chat-storage`, `chat-auth`); what is left here is rare, such as resolving a provider's host name
+/// when a connection to it opens.
+const WORKER_BLOCKING_THREADS: usize = 2;
+
 /// Why the server could not start; each names its cause for the operator.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -181,9 +186,6 @@ impl Application {
             n => n,
         };
         let hasher = PasswordHasher::new(settings.auth.bcrypt_cost, hashes)?;
-        // The blocking work is database calls, at most a pool's worth at once (hashing has its own threads):
-        // threads beyond that would only queue, each holding its stack and allocator caches.
-        let blocking_threads = settings.database.max_connections as usize + 2;
 
         let built = llm_providers::registry::build(&settings.llm).map_err(StartupError::Models)?;
         for note in &built.notes {
@@ -245,7 +247,7 @@ impl Application {
                 .configure(routes::configure)
         })
         .workers(workers)
-        .worker_max_blocking_threads(blocking_threads)
+        .worker_max_blocking_threads(WORKER_BLOCKING_THREADS)
         // Streamed events are small writes: Nagle's algorithm would hold each one back for the
         // client's delayed ACK.
         .tcp_nodelay(true)

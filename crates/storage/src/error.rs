@@ -24,7 +24,13 @@ pub enum StorageError {
     /// A write through SQLite's writer could not be run or committed.
     #[error("database write failed: {0}")]
     WriteFailed(String),
-    /// The blocking task running the query panicked or was cancelled at shutdown.
+    /// Every database thread stayed busy for as long as a call may wait (the pool's acquire timeout).
+    #[error("no database thread was free within {0:?}")]
+    Busy(std::time::Duration),
+    /// The database thread running the call ended without an answer: the call panicked.
+    #[error("the database call ended without an answer")]
+    NoAnswer,
+    /// A task doing storage work panicked or was cancelled at shutdown.
     #[error("the database task did not complete")]
     TaskFailed(#[source] tokio::task::JoinError),
 }

@@ -1,5 +1,5 @@
 //! The connection pool over SQLite or PostgreSQL (chosen by the URL) and the ways to use it:
-//! [`Database::run`] on the blocking thread pool, and [`Database::write`] through SQLite's one writer.
+//! [`Database::run`] on the database's own threads, and [`Database::write`] through SQLite's one writer.
 
 use std::fmt;
 use std::fs::{File, TryLockError};
@@ -10,6 +10,7 @@ use diesel::connection::SimpleConnection;
 use diesel::r2d2::{ManageConnection, Pool};
 use diesel::{Connection, PgConnection, SqliteConnection};
 
+use crate::threads::Threads;
 use crate::writer::Writer;
 use crate::{DatabaseLocation, StorageError, migrations};
 
@@ -35,7 +36,8 @@ pub enum SqliteSynchronous {
 #[derive(Debug, Clone)]
 pub struct PoolOptions {
     pub max_connections: u32,
-    /// How long a request waits for a free connection before the database counts as unavailable.
+    /// How long a call waits for a database thread and a free connection, together, before the database
+    /// counts as unavailable.
     pub acquire_timeout: Duration,
     /// How long SQLite waits on a lock held by another connection before giving up.
     pub busy_timeout: Duration,
@@ -66,6 +68,8 @@ pub struct Database {
     lock: Option<Arc<File>>,
     /// SQLite's one writer connection (PostgreSQL writes through the pool).
     writer: Option<Writer>,
+    /// The threads that run [`Database::run`]'s calls, at most one per pooled connection.
+    threads: Threads,
 }
 
 impl fmt::Debug for Database {
@@ -255,7 +259,14 @@ impl Database {
             .connection_timeout(options.acquire_timeout)
             .build(manager)
             .map_err(|err| StorageError::Open { location: location.to_string(), reason: err.to_string() })?;
-        Ok(Self { pool, location, lock: lock.map(Arc::new), writer })
+        let threads =
+            Threads::start(options.max_connections as usize, "database", options.acquire_timeout).map_err(|err| {
+                StorageError::Open {
+                    location: location.to_string(),
+                    reason: format!("cannot start its threads: {err}"),
+                }
+            })?;
+        Ok(Self { pool, location, lock: lock.map(Arc::new), writer, threads })
     }
 
     /// `sqlite` or `postgres`.
@@ -281,14 +292,22 @@ impl Database {
         &self.location
     }
 
-    /// Runs `work` with a pooled connection on the blocking thread pool.
+    /// Runs `work` with a pooled connection on one of the database's threads. The wait for a thread and then a
+    /// connection is bounded by the pool's acquire timeout: past it the call fails with [`StorageError::Busy`] or
+    /// [`StorageError::Unavailable`] and `work` never runs. Once started, `work` runs to the end even if the
+    /// caller has gone away.
     pub async fn run<T, F>(&self, work: F) -> Result<T, StorageError>
     where
         F: FnOnce(&mut DbConnection) -> Result<T, StorageError> + Send + 'static,
         T: Send + 'static,
     {
-        let database = self.clone();
-        tokio::task::spawn_blocking(move || database.with_connection(work)).await.map_err(StorageError::TaskFailed)?
+        let pool = self.pool.clone();
+        self.threads
+            .run(move |left| {
+                let mut conn = pool.get_timeout(left).map_err(StorageError::Unavailable)?;
+                work(&mut conn)
+            })
+            .await
     }
 
     /// Runs `work`, which writes, in a transaction of its own and returns once it is committed. On
