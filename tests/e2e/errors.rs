@@ -431,7 +431,6 @@ async fn a_request_that_finds_every_database_thread_busy_is_503_and_the_busy_one
     assert_eq!(second.status, StatusCode::SERVICE_UNAVAILABLE, "{}", second.text);
     assert_eq!(second.json, json!({"detail": "The service is temporarily unavailable; please retry shortly"}));
     let logs = server.wait_for_log("no database thread was free within 300ms").await;
-    assert!(!second.text.contains("thread"), "the cause is for the log only: {}", second.text);
     assert!(logs.contains(&second.request_id()), "the 503's log line names its request");
     assert_eq!(first.status, StatusCode::OK, "the request that held the thread: {}", first.text);
     assert_eq!(first.json["total"], 0, "{}", first.text);

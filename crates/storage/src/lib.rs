@@ -3,8 +3,8 @@
 //! One set of queries serves SQLite and PostgreSQL through `#[derive(diesel::MultiConnection)]`; the
 //! backend comes from the URL. Diesel is synchronous: callers go through [`Database::run`] to read, which
 //! moves the pool checkout and every query onto the database's own threads, at most as many as the pool
-//! has connections, so that async workers never wait on the database, and through [`Database::write`] to write, which on SQLite is one writer thread that
-//! commits the writes arriving together in one transaction.
+//! has connections, so that async workers never wait on the database, and through [`Database::write`] to
+//! write, which on SQLite is one writer thread that commits the writes arriving together in one transaction.
 
 pub mod chats;
 mod checkpointer;
