@@ -126,10 +126,10 @@ async fn main() -> ExitCode {
     }
 }
 
-/// The server's own allocations go to jemalloc, whose size classes keep a long-running heap from fragmenting and
-/// whose per-thread caches skip glibc's arena locks: chat at saturation went from 2,180-2,637 to 2,587-3,149 req/s
-/// in four alternating runs (`chat-bench --scenarios chat --duration 5`). Its options are built in from
-/// `.cargo/config.toml` (`JEMALLOC_SYS_WITH_MALLOC_CONF`); an operator may override them with `_RJEM_MALLOC_CONF`.
+/// The server's own allocations go to jemalloc, whose size classes keep a long-running heap from fragmenting: chat
+/// at saturation went from 2,180-2,637 to 2,587-3,149 req/s in four alternating runs (`chat-bench --scenarios chat
+/// --duration 5`). Its options are built in from `.cargo/config.toml` (`JEMALLOC_SYS_WITH_MALLOC_CONF`), its
+/// per-thread caches among them turned off; an operator may override them with `_RJEM_MALLOC_CONF`.
 /// SQLite, a C library, still allocates from glibc (see `memory.rs`).
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]

@@ -158,3 +158,15 @@ mod tests {
         assert!(usable > MIB + 1024, "{usable} bytes usable: the 1 MiB block came from the heap");
     }
 }
+
+#[cfg(all(test, not(target_env = "msvc")))]
+mod built_in_options {
+    /// jemalloc's options come from `.cargo/config.toml`, compiled into the library: built without them, the server
+    /// would run with jemalloc's defaults and nothing would say so.
+    #[test]
+    fn jemalloc_runs_with_the_workspace_options() {
+        use tikv_jemalloc_ctl::opt;
+        assert!(opt::background_thread::read().unwrap(), "freed pages are given back by a background thread");
+        assert!(!opt::tcache::read().unwrap(), "no thread keeps freed blocks in a cache of its own");
+    }
+}
